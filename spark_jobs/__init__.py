@@ -1,0 +1,1 @@
+"""Medallion transforms that run on local Spark or Databricks. Never imports Airflow."""

@@ -1,0 +1,360 @@
+"""One small Delta Lake interface, two engines.
+
+* ``DeltaSparkEngine``: delta-spark, as on Databricks or a laptop whose Spark loaded the Delta jars.
+* ``DeltaRsEngine``: delta-rs through Arrow, for a Spark without the Delta jars (no Maven access).
+
+Both write ordinary Delta tables, record a JSON ``userMetadata`` on each commit (the jobs keep
+the versions of their inputs there, to skip work whose inputs did not change), and make appends
+idempotent through Delta's application transactions (``txnAppId``/``txnVersion``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from spark_jobs.common.lake import check_name
+
+ENGINES = ("delta-spark", "delta-rs")
+
+
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    operation: str
+    timestamp: dt.datetime | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _literal(value: Any) -> str:
+    """A SQL literal for a Delta predicate; strings are quoted with embedded quotes doubled."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"unsupported predicate value {value!r}")
+
+
+def _parse_metadata(raw: Any) -> dict[str, Any]:
+    if not raw:
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"text": raw}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+class DeltaEngine(ABC):
+    """Read, write (append, replace all or a slice), merge and history of Delta tables."""
+
+    name: str
+    quote_char: str
+
+    def __init__(self, spark):
+        self.spark = spark
+
+    # -- predicates -------------------------------------------------------------------------
+    def ident(self, column: str) -> str:
+        check_name("column", column.lstrip("_"))
+        return f"{self.quote_char}{column}{self.quote_char}"
+
+    def predicate(self, where: dict[str, Any]) -> str:
+        if not where:
+            raise ValueError("a replace needs at least one column = value condition")
+        return " AND ".join(f"{self.ident(col)} = {_literal(val)}" for col, val in where.items())
+
+    # -- the interface ----------------------------------------------------------------------
+    @abstractmethod
+    def version(self, uri: str) -> int | None:
+        """Current version, or None when no table exists at ``uri``."""
+
+    def exists(self, uri: str) -> bool:
+        return self.version(uri) is not None
+
+    @abstractmethod
+    def read(self, uri: str, version: int | None = None):
+        """The table (optionally as of ``version``) as a Spark DataFrame."""
+
+    @abstractmethod
+    def append(
+        self,
+        df,
+        uri: str,
+        *,
+        metadata: dict | None = None,
+        txn: tuple[str, int] | None = None,
+        partition_by: list[str] | None = None,
+    ) -> bool:
+        """Append rows. With ``txn=(app_id, n)`` a batch already committed is skipped (False)."""
+
+    @abstractmethod
+    def overwrite(
+        self,
+        df,
+        uri: str,
+        *,
+        where: dict[str, Any] | None = None,
+        metadata: dict | None = None,
+        partition_by: list[str] | None = None,
+    ) -> None:
+        """Replace the whole table, or only the rows matching ``where`` (column = value, ANDed)."""
+
+    @abstractmethod
+    def merge(self, df, uri: str, keys: list[str], *, metadata: dict | None = None) -> dict:
+        """Upsert on ``keys``: update matched rows, insert the rest. Returns row counts."""
+
+    @abstractmethod
+    def history(self, uri: str, limit: int | None = None) -> list[Commit]:
+        """Commits, newest first."""
+
+    def last_metadata(self, uri: str) -> dict[str, Any]:
+        commits = self.history(uri, limit=1)
+        return commits[0].metadata if commits else {}
+
+
+class DeltaRsEngine(DeltaEngine):
+    """delta-rs (the ``deltalake`` package): Spark DataFrames cross over as Arrow tables."""
+
+    name = "delta-rs"
+    quote_char = '"'
+
+    def __init__(self, spark, storage_options: dict[str, str] | None = None):
+        super().__init__(spark)
+        if storage_options is None:
+            storage_options = json.loads(os.environ.get("DELTA_STORAGE_OPTIONS") or "{}")
+        self.storage_options = storage_options or None
+
+    def _table(self, uri: str, version: int | None = None):
+        from deltalake import DeltaTable
+
+        return DeltaTable(uri, version=version, storage_options=self.storage_options)
+
+    def version(self, uri: str) -> int | None:
+        from deltalake import DeltaTable
+
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+            return None
+        return self._table(uri).version()
+
+    def read(self, uri: str, version: int | None = None):
+        return self.spark.createDataFrame(self._table(uri, version).to_pyarrow_table())
+
+    @staticmethod
+    def _props(metadata: dict | None, txn: tuple[str, int] | None = None):
+        from deltalake import CommitProperties, Transaction
+
+        return CommitProperties(
+            custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)} if metadata else None,
+            app_transactions=[Transaction(app_id=txn[0], version=txn[1])] if txn else None,
+        )
+
+    def append(self, df, uri, *, metadata=None, txn=None, partition_by=None) -> bool:
+        from deltalake import write_deltalake
+
+        if txn is not None and self.exists(uri):
+            done = self._table(uri).transaction_version(txn[0])
+            if done is not None and done >= txn[1]:
+                return False
+        write_deltalake(
+            uri,
+            df.toArrow(),
+            mode="append",
+            partition_by=partition_by,
+            storage_options=self.storage_options,
+            commit_properties=self._props(metadata, txn),
+        )
+        return True
+
+    def overwrite(self, df, uri, *, where=None, metadata=None, partition_by=None) -> None:
+        from deltalake import write_deltalake
+
+        predicate = self.predicate(where) if where and self.exists(uri) else None
+        write_deltalake(
+            uri,
+            df.toArrow(),
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=partition_by,
+            schema_mode=None if predicate else "overwrite",
+            storage_options=self.storage_options,
+            commit_properties=self._props(metadata),
+        )
+
+    def merge(self, df, uri, keys, *, metadata=None) -> dict:
+        data = df.toArrow()
+        if not self.exists(uri):
+            from deltalake import write_deltalake
+
+            write_deltalake(
+                uri,
+                data,
+                mode="append",
+                storage_options=self.storage_options,
+                commit_properties=self._props(metadata),
+            )
+            return {"inserted": data.num_rows, "updated": 0}
+        condition = " AND ".join(f"t.{self.ident(k)} = s.{self.ident(k)}" for k in keys)
+        metrics = (
+            self._table(uri)
+            .merge(
+                source=data,
+                predicate=condition,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=self._props(metadata),
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return {
+            "inserted": int(metrics.get("num_target_rows_inserted", 0)),
+            "updated": int(metrics.get("num_target_rows_updated", 0)),
+        }
+
+    def history(self, uri, limit=None) -> list[Commit]:
+        if not self.exists(uri):
+            return []
+        commits = []
+        for entry in self._table(uri).history(limit):
+            millis = entry.get("timestamp")
+            commits.append(
+                Commit(
+                    version=int(entry["version"]),
+                    operation=str(entry.get("operation", "")),
+                    timestamp=dt.datetime.fromtimestamp(millis / 1000, dt.UTC) if millis else None,
+                    metadata=_parse_metadata(entry.get("userMetadata")),
+                )
+            )
+        return sorted(commits, key=lambda c: c.version, reverse=True)
+
+
+class DeltaSparkEngine(DeltaEngine):
+    """delta-spark: Databricks' native engine, or a local Spark with the Delta jars."""
+
+    name = "delta-spark"
+    quote_char = "`"
+
+    def _table(self, uri: str):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, uri)
+
+    def version(self, uri: str) -> int | None:
+        from delta.tables import DeltaTable
+
+        if not DeltaTable.isDeltaTable(self.spark, uri):
+            return None
+        return int(self._table(uri).history(1).collect()[0]["version"])
+
+    def read(self, uri, version=None):
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(uri)
+
+    @staticmethod
+    def _writer(df, mode, metadata, partition_by):
+        writer = df.write.format("delta").mode(mode)
+        if metadata:
+            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        return writer
+
+    def append(self, df, uri, *, metadata=None, txn=None, partition_by=None) -> bool:
+        writer = self._writer(df, "append", metadata, partition_by)
+        if txn is not None:
+            before = self.version(uri)
+            writer.option("txnAppId", txn[0]).option("txnVersion", txn[1]).save(uri)
+            return self.version(uri) != before
+        writer.save(uri)
+        return True
+
+    def overwrite(self, df, uri, *, where=None, metadata=None, partition_by=None) -> None:
+        writer = self._writer(df, "overwrite", metadata, partition_by)
+        if where and self.exists(uri):
+            writer = writer.option("replaceWhere", self.predicate(where))
+        else:
+            writer = writer.option("overwriteSchema", "true")
+        writer.save(uri)
+
+    def merge(self, df, uri, keys, *, metadata=None) -> dict:
+        if not self.exists(uri):
+            self._writer(df, "append", metadata, None).save(uri)
+            return {"inserted": df.count(), "updated": 0}
+        condition = " AND ".join(f"t.{self.ident(k)} = s.{self.ident(k)}" for k in keys)
+        conf_key = "spark.databricks.delta.commitInfo.userMetadata"
+        self.spark.conf.set(conf_key, json.dumps(metadata or {}, sort_keys=True))
+        try:
+            (
+                self._table(uri)
+                .alias("t")
+                .merge(df.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        finally:
+            self.spark.conf.unset(conf_key)
+        metrics = self._table(uri).history(1).collect()[0]["operationMetrics"] or {}
+        return {
+            "inserted": int(metrics.get("numTargetRowsInserted", 0)),
+            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
+        }
+
+    def history(self, uri, limit=None) -> list[Commit]:
+        if not self.exists(uri):
+            return []
+        table = self._table(uri)
+        rows = (table.history(limit) if limit else table.history()).collect()
+        return [
+            Commit(
+                version=int(r["version"]),
+                operation=str(r["operation"]),
+                timestamp=r["timestamp"],
+                metadata=_parse_metadata(r["userMetadata"]),
+            )
+            for r in sorted(rows, key=lambda r: r["version"], reverse=True)
+        ]
+
+
+def delta_jars_loaded(spark) -> bool:
+    """True when the session's JVM can load delta-spark's classes."""
+    try:
+        from py4j.java_gateway import JavaClass
+
+        return isinstance(spark._jvm.io.delta.tables.DeltaTable, JavaClass)
+    except Exception:  # Spark Connect or a JVM without py4j access: no classic Delta classes
+        return False
+
+
+def engine_choice(choice: str | None = None) -> str:
+    """``DELTA_ENGINE``: auto (the default), delta-spark or delta-rs."""
+    choice = (choice or os.environ.get("DELTA_ENGINE") or "auto").strip().lower()
+    if choice != "auto" and choice not in ENGINES:
+        raise ValueError(f"DELTA_ENGINE must be auto, delta-spark or delta-rs, not {choice!r}")
+    return choice
+
+
+def make_engine(spark, choice: str = "auto") -> DeltaEngine:
+    """delta-spark where the session can load its classes (Databricks, a Spark given the jars),
+    delta-rs otherwise; an explicit choice is obeyed or fails loudly."""
+    if choice == "auto":
+        choice = "delta-spark" if delta_jars_loaded(spark) else "delta-rs"
+    if choice == "delta-spark":
+        if not delta_jars_loaded(spark):
+            raise RuntimeError("DELTA_ENGINE=delta-spark but this Spark session has no Delta jars")
+        return DeltaSparkEngine(spark)
+    return DeltaRsEngine(spark)

@@ -1,0 +1,93 @@
+"""Data quality expectations in the style of Delta Live Tables: warn, drop or fail.
+
+A rule is a SQL boolean expression. A row fails a rule when the expression is false or NULL.
+``warn`` keeps failing rows and counts them, ``drop`` removes them, ``fail`` stops the job before
+anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ACTIONS = ("warn", "drop", "fail")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    rule: str
+    action: str
+
+    @classmethod
+    def from_config(cls, table: str, item: dict) -> Expectation:
+        action = item.get("action", "warn")
+        if action not in ACTIONS:
+            raise ValueError(f"{table}: expectation {item.get('name')!r} has action {action!r}, not one of {ACTIONS}")
+        if not item.get("name") or not item.get("rule"):
+            raise ValueError(f"{table}: every expectation needs a name and a rule, got {item!r}")
+        return cls(name=item["name"], rule=item["rule"], action=action)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    table: str
+    name: str
+    rule: str
+    action: str
+    rows_total: int
+    rows_failing: int
+    rows_dropped: int
+
+    @property
+    def rows_passed(self) -> int:
+        return self.rows_total - self.rows_failing
+
+    @property
+    def status(self) -> str:
+        if self.rows_failing == 0:
+            return "passed"
+        return {"warn": "warned", "drop": "dropped", "fail": "failed"}[self.action]
+
+
+class ExpectationFailed(RuntimeError):
+    pass
+
+
+def apply_expectations(df, table: str, expectations: list[Expectation]):
+    """Evaluate every rule in one pass; return the rows to keep and one Outcome per rule."""
+    from pyspark.sql import functions as F
+
+    if not expectations:
+        return df, []
+    ok = {e.name: F.coalesce(F.expr(e.rule).cast("boolean"), F.lit(False)) for e in expectations}
+    drop_rules = [ok[e.name] for e in expectations if e.action == "drop"]
+    keep = F.lit(True)
+    for cond in drop_rules:
+        keep = keep & cond
+    counts = df.agg(
+        F.count(F.lit(1)).alias("_total"),
+        F.sum(F.when(~keep, 1).otherwise(0)).alias("_dropped"),
+        *[F.sum(F.when(~cond, 1).otherwise(0)).alias(name) for name, cond in ok.items()],
+    ).first()
+    total = counts["_total"]
+    outcomes = [
+        Outcome(
+            table=table,
+            name=e.name,
+            rule=e.rule,
+            action=e.action,
+            rows_total=total,
+            rows_failing=int(counts[e.name] or 0),
+            rows_dropped=int(counts[e.name] or 0) if e.action == "drop" else 0,
+        )
+        for e in expectations
+    ]
+    return df.filter(keep), outcomes
+
+
+def failures(outcomes: list[Outcome]) -> list[str]:
+    return [
+        f"{o.table}: expectation {o.name!r} ({o.rule}) failed for {o.rows_failing} of {o.rows_total} rows"
+        for o in outcomes
+        if o.action == "fail" and o.rows_failing
+    ]

@@ -1,0 +1,81 @@
+"""Gold tables guarded by expectations; all checked before any is written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from spark_jobs.common.expectations import Expectation, ExpectationFailed, apply_expectations, failures
+from spark_jobs.common.job import QUALITY_TABLE
+
+log = logging.getLogger(__name__)
+
+
+def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
+    """Rebuild each gold table whose silver input changed, enforcing its expectations.
+
+    ``tables`` items: ``{"table", "from", "expectations": [{"name", "rule", "action"}]}``.
+    ``transforms`` optionally maps a gold table to a function applied before the checks.
+    Every stale table is computed and checked first: if a ``fail`` rule is broken, its counts
+    are recorded in ``gold/<pipeline>/_quality`` and the job stops with no gold table written.
+    """
+    transforms = transforms or {}
+    pending = []
+    for spec in tables:
+        table = spec["table"]
+        if not job.wants(table):
+            continue
+        expectations = [Expectation.from_config(table, e) for e in spec.get("expectations", [])]
+        inputs = {"silver": job.uri("silver", spec["from"])}
+        stamp = job.stale("gold", table, inputs, settings=spec)
+        if stamp is None:
+            continue
+        df = job.read_inputs(inputs, stamp)["silver"]
+        if table in transforms:
+            df = transforms[table](df)
+        kept, outcomes = apply_expectations(df.cache(), table, expectations)
+        pending.append((table, kept, stamp, outcomes))
+
+    outcomes = [o for *_, table_outcomes in pending for o in table_outcomes]
+    record_quality(job, outcomes)
+    broken = failures(outcomes)
+    if broken:
+        raise ExpectationFailed("; ".join(broken) + " (no gold table was written)")
+    for table, kept, stamp, table_outcomes in pending:
+        job.replace("gold", table, kept, stamp)
+        job.count("gold", table, "rows_dropped", sum(o.rows_dropped for o in table_outcomes) if table_outcomes else 0)
+    job.write_audit()
+
+
+def record_quality(job, outcomes) -> None:
+    """Upsert one row per (run, table, rule) into ``gold/<pipeline>/_quality``."""
+    if not outcomes:
+        return
+    from pyspark.sql import types as T
+
+    now = dt.datetime.now(dt.UTC)
+    schema = T.StructType(
+        [
+            T.StructField("run_id", T.StringType(), False),
+            T.StructField("table", T.StringType(), False),
+            T.StructField("rule", T.StringType(), False),
+            T.StructField("expression", T.StringType(), False),
+            T.StructField("action", T.StringType(), False),
+            T.StructField("status", T.StringType(), False),
+            T.StructField("rows_total", T.LongType(), False),
+            T.StructField("rows_passed", T.LongType(), False),
+            T.StructField("rows_failing", T.LongType(), False),
+            T.StructField("rows_dropped", T.LongType(), False),
+            T.StructField("recorded_at", T.TimestampType(), False),
+        ]
+    )
+    rows = [
+        (job.run_id, o.table, o.name, o.rule, o.action, o.status, o.rows_total, o.rows_passed,
+         o.rows_failing, o.rows_dropped, now)
+        for o in outcomes
+    ]
+    for o in outcomes:
+        log.info("quality %s.%s [%s] %s: %s of %s rows failing", o.table, o.name, o.action, o.status,
+                 o.rows_failing, o.rows_total)
+    job.engine.merge(job.spark.createDataFrame(rows, schema), job.uri("gold", QUALITY_TABLE),
+                     ["run_id", "table", "rule"])

@@ -1,0 +1,40 @@
+"""Netflix silver: the four lookup tables and titles, each from the newest file in bronze."""
+
+from __future__ import annotations
+
+from spark_jobs.common.job import Job, start
+from spark_jobs.netflix import transforms as tf
+
+
+def build_table(job: Job, table: str, columns: list[str], bronze):
+    """Newest file's rows, rescued rows set aside (and counted), then the table's transforms."""
+    from pyspark.sql import functions as F
+
+    snapshot = tf.latest_file(bronze).cache()
+    rows_in = snapshot.count()
+    rescued = snapshot.filter(F.col(tf.RESCUED).isNotNull()).count()
+    job.count("silver", table, "rows_in", rows_in)
+    job.count("silver", table, "rows_rescued_not_promoted", rescued)
+    clean = tf.without_rescued(snapshot)
+    if table == job.config["silver"]["titles"]:
+        for column, bad in tf.unparsed_counts(clean).items():
+            job.count("silver", table, f"unparsed_{column}", bad)
+        return tf.clean_titles(clean)
+    return tf.clean_lookup(clean, columns)
+
+
+def main(argv: list[str]) -> None:
+    job = start("netflix.silver", argv)
+    columns = {source["table"]: source["columns"] for source in job.config["files"]}
+    silver = job.config["silver"]
+    for table in [*silver["lookups"], silver["titles"]]:
+        if not job.wants(table):
+            continue
+        job.refresh(
+            "silver",
+            table,
+            {"bronze": job.uri("bronze", table)},
+            lambda inputs, table=table: build_table(job, table, columns[table], inputs["bronze"]),
+            settings={"columns": columns[table]},
+        )
+    job.write_audit()
