@@ -19,6 +19,7 @@ def main(argv: list[str]) -> None:
     if not argv or not JOB_NAME.match(argv[0]):
         raise SystemExit("usage: run.py <pipeline>.<job> --lake-root ROOT --run-id ID --config JSON")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     module = importlib.import_module(f"spark_jobs.{argv[0]}")
     module.main(argv[1:])
 

@@ -54,11 +54,15 @@ class ExpectationFailed(RuntimeError):
 
 
 def apply_expectations(df, table: str, expectations: list[Expectation]):
-    """Evaluate every rule in one pass; return the rows to keep and one Outcome per rule."""
+    """Evaluate every rule in one pass.
+
+    Returns the rows to keep, one Outcome per rule, and how many rows were dropped in all (a row
+    failing two drop rules counts once).
+    """
     from pyspark.sql import functions as F
 
     if not expectations:
-        return df, []
+        return df, [], 0
     ok = {e.name: F.coalesce(F.expr(e.rule).cast("boolean"), F.lit(False)) for e in expectations}
     drop_rules = [ok[e.name] for e in expectations if e.action == "drop"]
     keep = F.lit(True)
@@ -82,7 +86,7 @@ def apply_expectations(df, table: str, expectations: list[Expectation]):
         )
         for e in expectations
     ]
-    return df.filter(keep), outcomes
+    return df.filter(keep), outcomes, int(counts["_dropped"] or 0)
 
 
 def failures(outcomes: list[Outcome]) -> list[str]:

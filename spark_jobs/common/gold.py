@@ -33,17 +33,17 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
         df = job.read_inputs(inputs, stamp)["silver"]
         if table in transforms:
             df = transforms[table](df)
-        kept, outcomes = apply_expectations(df.cache(), table, expectations)
-        pending.append((table, kept, stamp, outcomes))
+        kept, outcomes, dropped = apply_expectations(df.cache(), table, expectations)
+        pending.append((table, kept, stamp, outcomes, dropped))
 
-    outcomes = [o for *_, table_outcomes in pending for o in table_outcomes]
+    outcomes = [o for _, _, _, table_outcomes, _ in pending for o in table_outcomes]
     record_quality(job, outcomes)
     broken = failures(outcomes)
     if broken:
         raise ExpectationFailed("; ".join(broken) + " (no gold table was written)")
-    for table, kept, stamp, table_outcomes in pending:
+    for table, kept, stamp, _, dropped in pending:
         job.replace("gold", table, kept, stamp)
-        job.count("gold", table, "rows_dropped", sum(o.rows_dropped for o in table_outcomes) if table_outcomes else 0)
+        job.count("gold", table, "rows_dropped", dropped)
     job.write_audit()
 
 

@@ -1,0 +1,107 @@
+"""The runtime, chosen by configuration (environment variables), never by copies of DAGs.
+
+| variable | default | meaning |
+|---|---|---|
+| LAKE_ROOT | <repo>/.lake | lake root; a ``{layer}`` placeholder maps layers to containers, e.g. ``abfss://{layer}@acct.dfs.core.windows.net`` |
+| LAKE_CONN_ID | (none) | Airflow connection for ``abfs://``/``abfss://`` lake paths |
+| SPARK_LAKE_ROOT | LAKE_ROOT | the same lake as Spark sees it, where that differs |
+| LAKEHOUSE_COMPUTE | local | ``local`` (spark-submit) or ``databricks`` |
+| SPARK_CONN_ID | spark_local | Spark connection for local compute (master ``local[2]``) |
+| DATABRICKS_CONN_ID | databricks_default | Databricks workspace connection |
+| DATABRICKS_JOBS_ROOT | (required for databricks) | workspace folder holding ``spark_jobs`` |
+| DATABRICKS_CLUSTER_ID / DATABRICKS_NEW_CLUSTER | (one required) | existing cluster id, or a new-cluster spec as JSON |
+| ALERT_EMAILS | (none) | comma-separated recipients of failure emails |
+| LAKEHOUSE_RETRIES / LAKEHOUSE_RETRY_DELAY_SECONDS | 2 / 300 | task retries |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAYERS = ("raw", "bronze", "silver", "gold")
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def lake_root() -> str:
+    return _env("LAKE_ROOT", str(REPO_ROOT / ".lake"))
+
+
+def lake_conn_id() -> str | None:
+    return _env("LAKE_CONN_ID") or None
+
+
+def spark_lake_root() -> str:
+    return _env("SPARK_LAKE_ROOT", lake_root())
+
+
+def include_dir() -> Path:
+    return Path(_env("LAKEHOUSE_INCLUDE_DIR", str(REPO_ROOT / "include")))
+
+
+def spark_jobs_dir() -> Path:
+    return Path(_env("SPARK_JOBS_DIR", str(REPO_ROOT / "spark_jobs")))
+
+
+def compute() -> str:
+    value = _env("LAKEHOUSE_COMPUTE", "local").lower()
+    if value not in ("local", "databricks"):
+        raise ValueError(f"LAKEHOUSE_COMPUTE must be 'local' or 'databricks', not {value!r}")
+    return value
+
+
+def spark_conn_id() -> str:
+    return _env("SPARK_CONN_ID", "spark_local")
+
+
+def spark_python() -> str:
+    """The Python that local Spark's driver and workers run: this environment's, by default."""
+    return _env("SPARK_PYTHON", sys.executable)
+
+
+def databricks_conn_id() -> str:
+    return _env("DATABRICKS_CONN_ID", "databricks_default")
+
+
+def databricks_jobs_root() -> str:
+    root = _env("DATABRICKS_JOBS_ROOT")
+    if not root:
+        raise ValueError("LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_JOBS_ROOT (where spark_jobs/ is deployed)")
+    return root.rstrip("/")
+
+
+def databricks_cluster() -> dict:
+    """``existing_cluster_id`` or ``new_cluster`` for DatabricksSubmitRunOperator."""
+    cluster_id = _env("DATABRICKS_CLUSTER_ID")
+    if cluster_id:
+        return {"existing_cluster_id": cluster_id}
+    spec = _env("DATABRICKS_NEW_CLUSTER")
+    if spec:
+        try:
+            return {"new_cluster": json.loads(spec)}
+        except ValueError as exc:
+            raise ValueError(f"DATABRICKS_NEW_CLUSTER is not valid JSON: {exc}") from exc
+    raise ValueError("LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_CLUSTER_ID or DATABRICKS_NEW_CLUSTER")
+
+
+def alert_emails() -> list[str]:
+    return [address.strip() for address in _env("ALERT_EMAILS").split(",") if address.strip()]
+
+
+def retries() -> int:
+    return int(_env("LAKEHOUSE_RETRIES", "2"))
+
+
+def retry_delay_seconds() -> int:
+    return int(_env("LAKEHOUSE_RETRY_DELAY_SECONDS", "300"))
+
+
+def delta_storage_options() -> dict[str, str] | None:
+    """Options for delta-rs when the Airflow side reads lake tables (reports)."""
+    return json.loads(_env("DELTA_STORAGE_OPTIONS", "{}")) or None

@@ -1,0 +1,65 @@
+"""TaskFlow tasks shared by the pipelines' DAGs. Heavy imports stay inside the tasks."""
+
+from __future__ import annotations
+
+import logging
+
+from airflow.sdk import Asset, PokeReturnValue, get_current_context, task
+
+from lakehouse.storage import layer_uri, table_uri
+
+log = logging.getLogger(__name__)
+
+
+def lake_asset(layer: str, pipeline: str, table: str) -> Asset:
+    """The Asset of a lake table; its URI is where the table lives in this environment."""
+    uri = table_uri(layer, pipeline, table)
+    if "://" not in uri:
+        uri = "file://" + uri
+    return Asset(name=f"{pipeline}.{layer}.{table}", uri=uri, group="lakehouse")
+
+
+@task(map_index_template="{{ source_file }}")
+def fetch_http_file(pipeline: str, conn_id: str, source: dict) -> dict:
+    """Copy one HTTP file to the raw layer if it changed since it last landed (mapped per file)."""
+    from lakehouse.http_ingest import fetch_to_raw
+
+    get_current_context()["source_file"] = source["path"]
+    return fetch_to_raw(pipeline, source, conn_id)
+
+
+@task.sensor(poke_interval=15, timeout=600, mode="reschedule")
+def raw_file_landed(pipeline: str, table: str) -> PokeReturnValue:
+    """Validation before transforms start: at least one complete raw file of ``table`` exists."""
+    from lakehouse.http_ingest import landed_files
+
+    files = landed_files(pipeline, table)
+    log.info("%s raw files of %s.%s in %s", len(files), pipeline, table, layer_uri("raw"))
+    return PokeReturnValue(is_done=bool(files), xcom_value=files[-1] if files else None)
+
+
+@task
+def report_run(pipeline: str, gold_tables: list[str], *, run_id=None, outlet_events=None) -> dict:
+    """Show the run's row counts and expectation results, and attach them to the gold Assets."""
+    from lakehouse.reporting import format_table, rows_for_run, table_version
+
+    counts = rows_for_run(pipeline, "_audit", run_id)
+    quality = rows_for_run(pipeline, "_quality", run_id)
+    if counts:
+        log.info("Row counts of run %s:\n%s", run_id, format_table(counts, ["job", "layer", "table", "metric", "value"]))
+    if quality:
+        columns = ["table", "rule", "action", "status", "rows_total", "rows_passed", "rows_failing", "rows_dropped"]
+        log.info("Expectations of run %s:\n%s", run_id, format_table(quality, columns))
+    else:
+        log.info("No gold table was rebuilt in run %s: its inputs were unchanged", run_id)
+    for table in gold_tables:
+        outlet_events[lake_asset("gold", pipeline, table)].extra = {
+            "run_id": run_id,
+            "delta_version": table_version("gold", pipeline, table),
+            "expectations": [
+                {k: r[k] for k in ("rule", "action", "status", "rows_passed", "rows_failing", "rows_dropped")}
+                for r in quality
+                if r["table"] == table
+            ],
+        }
+    return {"row_counts": counts, "expectations": quality}
