@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,21 +83,23 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
-def run_dag(dag_id: str, *, logical_date: dt.datetime, conf: dict | None = None) -> dict[str, str]:
-    """Run a whole DAG with ``dag.test()``; returns {task_id or task_id[i]: state}.
+@dataclass
+class RunResult:
+    run_id: str
+    state: str
+    tasks: dict[str, str]  # task_id, or task_id[map_index], -> state
+
+
+def run_dag(dag_id: str, *, logical_date: dt.datetime, conf: dict | None = None) -> RunResult:
+    """Run a whole DAG with ``dag.test()``.
 
     Running it again with the same logical date clears that run's tasks and runs them again,
     as a user's "Clear" in the UI does.
     """
     dag = load_dag(dag_id)
     run = dag.test(logical_date=logical_date, run_conf=conf or {})
-    return task_states(run)
-
-
-def task_states(run) -> dict[str, str]:
-    states = {}
+    tasks = {}
     for ti in run.get_task_instances():
         key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
-        states[key] = str(ti.state)
-    states["__run__"] = str(run.state)
-    return states
+        tasks[key] = str(ti.state)
+    return RunResult(run_id=run.run_id, state=str(run.state), tasks=tasks)
