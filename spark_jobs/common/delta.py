@@ -30,8 +30,12 @@ class Commit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _literal(value: Any) -> str:
-    """A SQL literal for a Delta predicate; strings are quoted with embedded quotes doubled."""
+def _literal(value: Any, *, backslash_escapes: bool = False) -> str:
+    """A SQL literal for a Delta predicate; strings are quoted with embedded quotes doubled.
+
+    ``backslash_escapes``: the parser reads ``\\`` as an escape (Spark SQL does, DataFusion does
+    not), so backslashes are doubled too; else ``\\'`` would end the literal early.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -39,6 +43,8 @@ def _literal(value: Any) -> str:
     if isinstance(value, dt.datetime | dt.date):
         return f"'{value.isoformat()}'"
     if isinstance(value, str):
+        if backslash_escapes:
+            value = value.replace("\\", "\\\\")
         return "'" + value.replace("'", "''") + "'"
     raise TypeError(f"unsupported predicate value {value!r}")
 
@@ -60,6 +66,7 @@ class DeltaEngine(ABC):
 
     name: str
     quote_char: str
+    backslash_escapes: bool = False
 
     def __init__(self, spark):
         self.spark = spark
@@ -72,7 +79,10 @@ class DeltaEngine(ABC):
     def predicate(self, where: dict[str, Any]) -> str:
         if not where:
             raise ValueError("a replace needs at least one column = value condition")
-        return " AND ".join(f"{self.ident(col)} = {_literal(val)}" for col, val in where.items())
+        return " AND ".join(
+            f"{self.ident(col)} = {_literal(val, backslash_escapes=self.backslash_escapes)}"
+            for col, val in where.items()
+        )
 
     # -- the interface ----------------------------------------------------------------------
     @abstractmethod
@@ -245,6 +255,7 @@ class DeltaSparkEngine(DeltaEngine):
 
     name = "delta-spark"
     quote_char = "`"
+    backslash_escapes = True  # in Spark SQL string literals a backslash escapes the next character
 
     def _table(self, uri: str):
         from delta.tables import DeltaTable

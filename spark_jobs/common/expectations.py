@@ -63,17 +63,19 @@ def apply_expectations(df, table: str, expectations: list[Expectation]):
 
     if not expectations:
         return df, [], 0
-    ok = {e.name: F.coalesce(F.expr(e.rule).cast("boolean"), F.lit(False)) for e in expectations}
-    drop_rules = [ok[e.name] for e in expectations if e.action == "drop"]
+    # Keyed by position, not name: two rules may share a name, or a name may be "_total".
+    ok = [F.coalesce(F.expr(e.rule).cast("boolean"), F.lit(False)) for e in expectations]
+    drop_rules = [cond for e, cond in zip(expectations, ok, strict=True) if e.action == "drop"]
     keep = F.lit(True)
     for cond in drop_rules:
         keep = keep & cond
     counts = df.agg(
         F.count(F.lit(1)).alias("_total"),
         F.sum(F.when(~keep, 1).otherwise(0)).alias("_dropped"),
-        *[F.sum(F.when(~cond, 1).otherwise(0)).alias(name) for name, cond in ok.items()],
+        *[F.sum(F.when(~cond, 1).otherwise(0)).alias(f"_failing_{i}") for i, cond in enumerate(ok)],
     ).first()
     total = counts["_total"]
+    failing = [int(counts[f"_failing_{i}"] or 0) for i in range(len(expectations))]
     outcomes = [
         Outcome(
             table=table,
@@ -81,10 +83,10 @@ def apply_expectations(df, table: str, expectations: list[Expectation]):
             rule=e.rule,
             action=e.action,
             rows_total=total,
-            rows_failing=int(counts[e.name] or 0),
-            rows_dropped=int(counts[e.name] or 0) if e.action == "drop" else 0,
+            rows_failing=failing[i],
+            rows_dropped=failing[i] if e.action == "drop" else 0,
         )
-        for e in expectations
+        for i, e in enumerate(expectations)
     ]
     return df.filter(keep), outcomes, int(counts["_dropped"] or 0)
 

@@ -1,0 +1,296 @@
+"""The DeltaEngine contract, run against both engines: delta-rs and delta-spark.
+
+delta-spark needs its jars on the JVM's classpath, which ``configure_spark_with_delta_pip`` fetches
+from Maven when a session starts. Whether that works is probed once, in a subprocess, because only
+one SparkContext can exist per process: a failed start must not leave this process without Spark,
+and a session started without the jars cannot get them later. When the probe succeeds (and no
+session is running yet) the test session is started with the jars, so the shared ``spark``
+fixture returns that same session; otherwise the delta-spark cases skip and name the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql.functions import expr
+
+from spark_jobs.common.delta import DeltaRsEngine, DeltaSparkEngine, delta_jars_loaded
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = "k long, grp string, name string"
+PROBE_TIMEOUT = 180
+
+_PROBE = """
+from spark_jobs.common.delta import delta_jars_loaded
+from spark_jobs.common.session import get_spark
+spark = get_spark("delta-probe", with_delta_jars=True)
+print("DELTA_JARS_OK" if delta_jars_loaded(spark) else "DELTA_JARS_MISSING")
+spark.stop()
+"""
+
+
+def _cause(output: str) -> str:
+    """The one line of a failed session start that says why, e.g. Maven's unresolved dependency."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    cause = next((line for line in lines if "unresolved dependency" in line.lower()), None)
+    cause = cause or next((line for line in lines if line.startswith("Exception in thread")), None)
+    cause = cause or (lines[-1] if lines else "the probe printed nothing")
+    cause = cause.removeprefix('Exception in thread "main" ')
+    host = next((line for line in lines if line.startswith("Host ") and " not found" in line), None)
+    if host:
+        cause += f" ({host.split(' url=')[0].rstrip('.')}: Maven unreachable)"
+    return cause
+
+
+def _probe_delta_jars() -> str | None:
+    """None when a Spark session with the Delta jars starts in a fresh process, else why not."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return f"a Spark session with configure_spark_with_delta_pip did not start within {PROBE_TIMEOUT} s"
+    if proc.returncode == 0 and "DELTA_JARS_OK" in proc.stdout:
+        return None
+    if proc.returncode == 0:
+        return "the session started but io.delta.tables.DeltaTable is not on its classpath"
+    return _cause(proc.stderr + "\n" + proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def delta_spark_problem(request) -> str | None:
+    """Start the test session with the Delta jars when they can be loaded; else say why not."""
+    from pyspark.sql import SparkSession
+
+    from spark_jobs.common.session import get_spark
+
+    problem = _probe_delta_jars()
+    if problem is None and SparkSession.getActiveSession() is None:
+        # Becomes the active session, which the shared ``spark`` fixture (get_spark) returns.
+        get_spark("tests", with_delta_jars=True)
+    spark = request.getfixturevalue("spark")
+    if problem is None and not delta_jars_loaded(spark):
+        problem = (
+            "this process's Spark session was started without them (one SparkContext per "
+            "process); run tests/test_delta_engine.py before other Spark tests or on its own"
+        )
+    return problem
+
+
+@pytest.fixture(params=["delta-rs", "delta-spark"])
+def engine(request, delta_spark_problem):
+    # ``spark`` only after ``delta_spark_problem``, which may have to start it with the jars.
+    spark = request.getfixturevalue("spark")
+    if request.param == "delta-rs":
+        return DeltaRsEngine(spark, storage_options={})
+    if delta_spark_problem:
+        pytest.skip(f"delta-spark jars cannot be loaded: {delta_spark_problem}")
+    return DeltaSparkEngine(spark)
+
+
+def frame(engine, rows):
+    return engine.spark.createDataFrame(rows, SCHEMA)
+
+
+def content(engine, uri, version=None):
+    return sorted(tuple(r) for r in engine.read(uri, version=version).select("k", "grp", "name").collect())
+
+
+BASE = [(1, "a", "x"), (2, "a", "y"), (3, "b", "z")]
+
+
+def test_version_none_for_missing_table_then_one_per_commit(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    assert engine.version(uri) is None
+    assert engine.exists(uri) is False
+    assert engine.history(uri) == []
+    assert engine.last_metadata(uri) == {}
+    engine.append(frame(engine, BASE), uri)
+    assert engine.version(uri) == 0
+    assert engine.exists(uri) is True
+    engine.append(frame(engine, [(4, "c", "w")]), uri)
+    assert engine.version(uri) == 1
+    engine.overwrite(frame(engine, [(5, "c", "v")]), uri)
+    assert engine.version(uri) == 2
+
+
+def test_read_returns_written_rows(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri)
+    assert content(engine, uri) == BASE
+    engine.append(frame(engine, [(4, "c", "w")]), uri)
+    assert content(engine, uri) == [*BASE, (4, "c", "w")]
+
+
+def test_append_with_txn_is_written_once(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    assert engine.append(frame(engine, BASE), uri, txn=("loader", 1)) is True
+    assert engine.version(uri) == 0
+    # A replay of batch 1 (a retried task) is skipped: no rows, no commit.
+    assert engine.append(frame(engine, BASE), uri, txn=("loader", 1)) is False
+    assert engine.version(uri) == 0
+    assert content(engine, uri) == BASE
+    # The next batch is written.
+    assert engine.append(frame(engine, [(4, "c", "w")]), uri, txn=("loader", 2)) is True
+    assert engine.version(uri) == 1
+    assert content(engine, uri) == [*BASE, (4, "c", "w")]
+    # Another application's batch 1 is its own.
+    assert engine.append(frame(engine, [(5, "d", "u")]), uri, txn=("other", 1)) is True
+    assert engine.version(uri) == 2
+    assert len(content(engine, uri)) == 5
+
+
+def test_overwrite_replaces_everything(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri)
+    engine.overwrite(frame(engine, [(9, "z", "new")]), uri)
+    assert content(engine, uri) == [(9, "z", "new")]
+
+
+def test_overwrite_where_replaces_only_that_slice(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri)
+    engine.overwrite(frame(engine, [(10, "a", "new")]), uri, where={"grp": "a"})
+    assert content(engine, uri) == [(3, "b", "z"), (10, "a", "new")]
+
+
+def test_overwrite_where_on_missing_table_creates_it(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.overwrite(frame(engine, [(1, "a", "x")]), uri, where={"grp": "a"})
+    assert content(engine, uri) == [(1, "a", "x")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "o'brien",
+        "x' OR '1'='1",
+        "a\\b",
+        "\\' OR true --",
+        "\\",
+    ],
+    ids=["quote", "quote-injection", "backslash", "backslash-injection", "lone-backslash"],
+)
+def test_overwrite_where_value_is_a_literal(engine, tmp_path, value):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, [*BASE, (4, value, "old")]), uri)
+    engine.overwrite(frame(engine, [(5, value, "new")]), uri, where={"grp": value})
+    # Only the row whose grp is exactly ``value`` was replaced: the predicate did not widen.
+    assert content(engine, uri) == [*BASE, (5, value, "new")]
+
+
+@pytest.mark.parametrize(
+    "value", ["o'brien", "x' OR '1'='1", "a\\b", "\\' OR true --", "\\", "tab\there", "é'ü"]
+)
+def test_delta_spark_predicate_matches_exactly_the_value(spark, value):
+    """delta-spark hands ``replaceWhere`` to Spark's SQL parser: check its predicate there.
+
+    This needs no Delta jars, so delta-spark's quoting is tested on every machine; delta-rs's
+    (parsed by DataFusion) is tested by the overwrite case above.
+    """
+    df = spark.createDataFrame([(value,), ("other",), ("o",), ("",)], "grp string")
+    predicate = DeltaSparkEngine(spark).predicate({"grp": value})
+    assert [r[0] for r in df.filter(expr(predicate)).collect()] == [value]
+
+
+def test_predicate_needs_a_condition_and_ands_columns(engine):
+    with pytest.raises(ValueError, match="at least one"):
+        engine.predicate({})
+    q = engine.quote_char
+    assert engine.predicate({"grp": "a", "k": 3}) == f"{q}grp{q} = 'a' AND {q}k{q} = 3"
+
+
+def test_merge_upserts_on_keys(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri)
+    counts = engine.merge(
+        frame(engine, [(2, "a", "y2"), (3, "b", "z2"), (4, "c", "w")]), uri, ["k"], metadata={"run": "m1"}
+    )
+    assert counts == {"updated": 2, "inserted": 1}
+    assert content(engine, uri) == [(1, "a", "x"), (2, "a", "y2"), (3, "b", "z2"), (4, "c", "w")]
+    assert engine.version(uri) == 1
+    assert engine.last_metadata(uri) == {"run": "m1"}
+
+
+def test_merge_on_two_keys(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri)
+    counts = engine.merge(frame(engine, [(1, "a", "x2"), (1, "b", "new")]), uri, ["k", "grp"])
+    assert counts == {"updated": 1, "inserted": 1}
+    assert content(engine, uri) == [(1, "a", "x2"), (1, "b", "new"), (2, "a", "y"), (3, "b", "z")]
+
+
+def test_merge_into_missing_table_creates_it(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    counts = engine.merge(frame(engine, BASE), uri, ["k"], metadata={"run": "first"})
+    assert counts == {"inserted": 3, "updated": 0}
+    assert engine.version(uri) == 0
+    assert content(engine, uri) == BASE
+    assert engine.last_metadata(uri) == {"run": "first"}
+
+
+def test_history_newest_first_with_metadata(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    stamp = {"inputs": {"bronze": 3}, "settings": "abc123", "nested": [1, "two", None]}
+    engine.append(frame(engine, BASE), uri, metadata={"run_id": "r1"})
+    engine.append(frame(engine, [(4, "c", "w")]), uri)
+    engine.overwrite(frame(engine, BASE), uri, metadata={"stamp": stamp, "run_id": "r3"})
+    history = engine.history(uri)
+    assert [c.version for c in history] == [2, 1, 0]
+    assert history[0].metadata == {"stamp": stamp, "run_id": "r3"}
+    assert history[1].metadata == {}
+    assert history[2].metadata == {"run_id": "r1"}
+    assert all(c.operation for c in history)
+    assert all(c.timestamp is not None for c in history)
+    assert history[0].timestamp >= history[2].timestamp
+    limited = engine.history(uri, limit=2)
+    assert [c.version for c in limited] == [2, 1]
+    assert engine.last_metadata(uri) == {"stamp": stamp, "run_id": "r3"}
+
+
+def test_last_metadata_is_the_newest_commits(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri, metadata={"n": 1})
+    assert engine.last_metadata(uri) == {"n": 1}
+    engine.append(frame(engine, BASE), uri, metadata={"n": 2})
+    assert engine.last_metadata(uri) == {"n": 2}
+    engine.append(frame(engine, BASE), uri)
+    assert engine.last_metadata(uri) == {}
+
+
+def test_read_version_time_travel(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, BASE), uri)
+    engine.overwrite(frame(engine, [(7, "q", "v1")]), uri)
+    engine.append(frame(engine, [(8, "q", "v2")]), uri)
+    assert content(engine, uri, version=0) == BASE
+    assert content(engine, uri, version=1) == [(7, "q", "v1")]
+    assert content(engine, uri, version=2) == [(7, "q", "v1"), (8, "q", "v2")]
+    assert content(engine, uri) == content(engine, uri, version=2)
+
+
+@pytest.mark.parametrize("name", ["a;drop", "x y", "Upper", "a.b", "a`b", 'a"b', "", "_", "1abc"])
+def test_ident_rejects_unsafe_names(engine, name):
+    with pytest.raises(ValueError, match="invalid column name"):
+        engine.ident(name)
+    with pytest.raises(ValueError, match="invalid column name"):
+        engine.predicate({name: 1})
+
+
+@pytest.mark.parametrize("name", ["grp", "_rescued_data", "col_2"])
+def test_ident_quotes_safe_names(engine, name):
+    q = engine.quote_char
+    assert engine.ident(name) == f"{q}{name}{q}"
