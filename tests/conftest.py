@@ -35,7 +35,14 @@ os.environ.update(
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
 )
-for name in ("LAKE_ROOT", "LAKE_CONN_ID", "SPARK_LAKE_ROOT", "LAKEHOUSE_COMPUTE", "ALERT_EMAILS", "DELTA_ENGINE"):
+for name in (
+    "LAKE_ROOT",
+    "LAKE_CONN_ID",
+    "SPARK_LAKE_ROOT",
+    "LAKEHOUSE_COMPUTE",
+    "ALERT_EMAILS",
+    "DELTA_ENGINE",
+):
     os.environ.pop(name, None)
 
 
@@ -98,6 +105,38 @@ def run_dag(dag_id: str, *, logical_date: dt.datetime, conf: dict | None = None)
     """
     dag = load_dag(dag_id)
     run = dag.test(logical_date=logical_date, run_conf=conf or {})
+    return _result(run)
+
+
+def clear_and_rerun(dag_id: str, *, logical_date: dt.datetime) -> RunResult:
+    """Clear every task of the existing run at ``logical_date`` and run it again, same run id.
+
+    This is what "Clear" on a run in the UI does. ``dag.test()`` would otherwise delete the run
+    and create a new one, so its run-creation helper is swapped for one that reuses the
+    cleared run (``dag.test()`` itself clears the run's task instances first).
+    """
+    from unittest import mock
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.state import DagRunState
+    from sqlalchemy import select
+
+    def reuse_cleared_run(*, dag, logical_date, session, **_):
+        run = session.scalar(
+            select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.logical_date == logical_date)
+        )
+        assert run is not None, f"no run of {dag.dag_id} at {logical_date} to clear"
+        run.state = DagRunState.RUNNING
+        session.commit()
+        return run
+
+    dag = load_dag(dag_id)
+    with mock.patch("airflow.models.dagrun.get_or_create_dagrun", reuse_cleared_run):
+        run = dag.test(logical_date=logical_date)
+    return _result(run)
+
+
+def _result(run) -> RunResult:
     tasks = {}
     for ti in run.get_task_instances():
         key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"

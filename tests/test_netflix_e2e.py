@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import run_dag, shared_data
+from conftest import clear_and_rerun, run_dag, shared_data
 from lakecheck import audit, count, csv_rows, raw_files, rows, snapshot, versions
 
 from lakehouse.devserver import FileServer
@@ -46,7 +46,9 @@ def assert_every_row_accounted(lake, source, run_id):
         assert counts[("gold", table, "rows_dropped")] == len(data) - gold, table
 
 
-def test_generated_files_flow_then_nothing_then_only_the_changed_file(airflow_db, lake, tmp_path, monkeypatch):
+def test_generated_files_flow_then_nothing_then_only_the_changed_file(
+    airflow_db, lake, tmp_path, monkeypatch
+):
     source = tmp_path / "source"
     write_netflix_sample(source, titles=120, seed=3)
     with FileServer(source) as server:
@@ -93,7 +95,7 @@ def test_generated_files_flow_then_nothing_then_only_the_changed_file(airflow_db
 
         # Clearing that run and running it again leaves every table exactly as it was.
         before = snapshot(lake)
-        again = run_dag("netflix", logical_date=NEXT_SUNDAY)
+        again = clear_and_rerun("netflix", logical_date=NEXT_SUNDAY)
         assert again.run_id == third.run_id
         assert again.state == "success", again.tasks
         assert snapshot(lake) == before

@@ -19,7 +19,8 @@ BODY = """
 <h3>Task failed: {{ dag.dag_id }}.{{ ti.task_id }}</h3>
 <table>
 <tr><td>DAG</td><td>{{ dag.dag_id }}</td></tr>
-<tr><td>Task</td><td>{{ ti.task_id }}{% if ti.map_index is not none and ti.map_index >= 0 %} [{{ ti.map_index }}]{% endif %}</td></tr>
+<tr><td>Task</td><td>{{ ti.task_id }}
+  {%- if ti.map_index is not none and ti.map_index >= 0 %} [{{ ti.map_index }}]{% endif %}</td></tr>
 <tr><td>Run</td><td>{{ run_id }}</td></tr>
 <tr><td>Logical date</td><td>{{ logical_date }}</td></tr>
 <tr><td>Try</td><td>{{ ti.try_number }}</td></tr>

@@ -26,7 +26,9 @@ def job_arguments(pipeline: str, job: str, config: dict, tables: list[str] | Non
     return args
 
 
-def spark_job(task_id: str, pipeline: str, job: str, config: dict, *, tables: list[str] | None = None, **kwargs):
+def spark_job(
+    task_id: str, pipeline: str, job: str, config: dict, *, tables: list[str] | None = None, **kwargs
+):
     """An operator running ``spark_jobs/<pipeline>/<job>.py`` on the configured compute."""
     args = job_arguments(pipeline, job, config, tables)
     doc = f"Spark job `{pipeline}.{job}`" + (f" for tables {', '.join(tables)}" if tables else "")

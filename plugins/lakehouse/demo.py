@@ -46,7 +46,9 @@ def run_dag(airflow: str, dag_id: str, logical_date: str, conf: dict) -> str:
     started: dict[str, float] = {}
     state, task_state = "unknown", "?"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
         for line in proc.stdout:
             if match := TASK_LINE.search(line):
                 phase, task_id, index = match.groups()
@@ -64,6 +66,15 @@ def run_dag(airflow: str, dag_id: str, logical_date: str, conf: dict) -> str:
             elif match := FINISHED.search(line):
                 state = match.group(1)
     return state
+
+
+def raw_file_counts(root: Path) -> list[str]:
+    counts = []
+    for folder in sorted((root / "raw").glob("*/*")):
+        if not folder.name.startswith("_"):
+            files = [f for f in folder.iterdir() if not f.name.startswith(".")]
+            counts.append(f"{folder.parent.name}/{folder.name}: {len(files)} files")
+    return counts
 
 
 def main() -> int:
@@ -91,12 +102,7 @@ def main() -> int:
         state = run_dag(airflow, "netflix", logical_date, {"force_silver_titles": True})
         say(f"DAG run finished: {state} in {time.monotonic() - started:.0f} s")
 
-    raw = [
-        f"{folder.parent.name}/{folder.name}: {sum(1 for f in folder.iterdir() if not f.name.startswith('.'))} files"
-        for folder in sorted(Path(settings.lake_root(), "raw").glob("*/*"))
-        if not folder.name.startswith("_")
-    ]
-    say("\nRaw files landed: " + ", ".join(raw))
+    say("\nRaw files landed: " + ", ".join(raw_file_counts(Path(settings.lake_root()))))
     tables = catalog(settings.lake_root())
     say("\nLake tables (layer / pipeline / table, rows, Delta version):\n")
     say(format_table(tables, ["layer", "pipeline", "table", "rows", "version"]))

@@ -21,7 +21,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # quiet: the tests and demo print what matters
         self.server.requests.append(self.path)
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         name = self.path.split("?", 1)[0].lstrip("/")
         fault = self.server.faults.get(name)
         if isinstance(fault, int):

@@ -67,7 +67,9 @@ def check_header(first_bytes: bytes, columns: list[str], name: str) -> None:
         return
     missing = [c for c in columns if c not in header]
     unexpected = [h for h in header if h not in columns]
-    detail = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "columns out of order"
+    detail = (
+        f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "columns out of order"
+    )
     raise SourceError(f"{name}: header does not match the declared columns ({detail}); got {header}")
 
 

@@ -53,7 +53,9 @@ def validate(meta: dict, where: str) -> dict:
             raise MetadataError(f"{here}: 'from' {spec.get('from')!r} is not a source table")
         for rule in spec.get("expectations", []):
             if rule.get("action", "warn") not in ("warn", "drop", "fail"):
-                raise MetadataError(f"{here}: expectation {rule.get('name')!r} action must be warn, drop or fail")
+                raise MetadataError(
+                    f"{here}: expectation {rule.get('name')!r} action must be warn, drop or fail"
+                )
     return meta
 
 

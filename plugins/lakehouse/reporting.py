@@ -36,7 +36,10 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), line]
-    out += ["  ".join(v.rjust(w) if v.isdigit() else v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    out += [
+        "  ".join(v.rjust(w) if v.isdigit() else v.ljust(w) for v, w in zip(r, widths, strict=True))
+        for r in cells
+    ]
     return "\n".join(out)
 
 

@@ -23,7 +23,10 @@ TITLE_COLUMNS = [
     "show_id",
 ]
 LOOKUPS = {
-    "netflix_cast.csv": ("cast", ["Ana Silva", "Raj Patel", "Mei Chen", "Tom O'Neil", "Lea Müller", "Kofi Mensah"]),
+    "netflix_cast.csv": (
+        "cast",
+        ["Ana Silva", "Raj Patel", "Mei Chen", "Tom O'Neil", "Lea Müller", "Kofi Mensah"],
+    ),
     "netflix_category.csv": ("listed_in", ["Dramas", "Comedies", "Documentaries", "Kids' TV", "Thrillers"]),
     "netflix_countries.csv": ("country", ["United States", "India", "France", "Japan", "Brazil", "Nigeria"]),
     "netflix_directors.csv": ("director", ["Ava Lee", "Omar Haddad", "Ines Costa", "Ken Ito"]),

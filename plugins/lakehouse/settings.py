@@ -1,17 +1,7 @@
 """The runtime, chosen by configuration (environment variables), never by copies of DAGs.
 
-| variable | default | meaning |
-|---|---|---|
-| LAKE_ROOT | <repo>/.lake | lake root; a ``{layer}`` placeholder maps layers to containers, e.g. ``abfss://{layer}@acct.dfs.core.windows.net`` |
-| LAKE_CONN_ID | (none) | Airflow connection for ``abfs://``/``abfss://`` lake paths |
-| SPARK_LAKE_ROOT | LAKE_ROOT | the same lake as Spark sees it, where that differs |
-| LAKEHOUSE_COMPUTE | local | ``local`` (spark-submit) or ``databricks`` |
-| SPARK_CONN_ID | spark_local | Spark connection for local compute (master ``local[2]``) |
-| DATABRICKS_CONN_ID | databricks_default | Databricks workspace connection |
-| DATABRICKS_JOBS_ROOT | (required for databricks) | workspace folder holding ``spark_jobs`` |
-| DATABRICKS_CLUSTER_ID / DATABRICKS_NEW_CLUSTER | (one required) | existing cluster id, or a new-cluster spec as JSON |
-| ALERT_EMAILS | (none) | comma-separated recipients of failure emails |
-| LAKEHOUSE_RETRIES / LAKEHOUSE_RETRY_DELAY_SECONDS | 2 / 300 | task retries |
+Each setting is read when asked for, so tests and deployments can change it without code.
+The README's "Configuration" table lists them all with their defaults.
 """
 
 from __future__ import annotations
@@ -72,7 +62,9 @@ def databricks_conn_id() -> str:
 def databricks_jobs_root() -> str:
     root = _env("DATABRICKS_JOBS_ROOT")
     if not root:
-        raise ValueError("LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_JOBS_ROOT (where spark_jobs/ is deployed)")
+        raise ValueError(
+            "LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_JOBS_ROOT (where spark_jobs/ is deployed)"
+        )
     return root.rstrip("/")
 
 

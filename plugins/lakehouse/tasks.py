@@ -46,9 +46,22 @@ def report_run(pipeline: str, gold_tables: list[str], *, run_id=None, outlet_eve
     counts = rows_for_run(pipeline, "_audit", run_id)
     quality = rows_for_run(pipeline, "_quality", run_id)
     if counts:
-        log.info("Row counts of run %s:\n%s", run_id, format_table(counts, ["job", "layer", "table", "metric", "value"]))
+        log.info(
+            "Row counts of run %s:\n%s",
+            run_id,
+            format_table(counts, ["job", "layer", "table", "metric", "value"]),
+        )
     if quality:
-        columns = ["table", "rule", "action", "status", "rows_total", "rows_passed", "rows_failing", "rows_dropped"]
+        columns = [
+            "table",
+            "rule",
+            "action",
+            "status",
+            "rows_total",
+            "rows_passed",
+            "rows_failing",
+            "rows_dropped",
+        ]
         log.info("Expectations of run %s:\n%s", run_id, format_table(quality, columns))
     else:
         log.info("No gold table was rebuilt in run %s: its inputs were unchanged", run_id)

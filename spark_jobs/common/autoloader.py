@@ -92,7 +92,11 @@ def ingest_new_files(job, table: str, source_dir: str, columns: list[str], optio
         batch.unpersist()
         log.info(
             "bronze.%s batch %s: %s rows (%s rescued) from %s%s",
-            table, batch_id, stats["rows"], stats["rescued"], sorted(stats["files"]),
+            table,
+            batch_id,
+            stats["rows"],
+            stats["rescued"],
+            sorted(stats["files"]),
             "" if written else " already committed, skipped",
         )
         result.files.update(stats["files"])
@@ -109,7 +113,9 @@ def ingest_new_files(job, table: str, source_dir: str, columns: list[str], optio
     try:
         query.awaitTermination()
     except StreamingQueryException as exc:
-        raise SourceFileError(f"bronze.{table}: cannot ingest from {source_dir}: {_first_cause(exc)}") from exc
+        raise SourceFileError(
+            f"bronze.{table}: cannot ingest from {source_dir}: {_first_cause(exc)}"
+        ) from exc
     return result
 
 

@@ -22,7 +22,9 @@ class Expectation:
     def from_config(cls, table: str, item: dict) -> Expectation:
         action = item.get("action", "warn")
         if action not in ACTIONS:
-            raise ValueError(f"{table}: expectation {item.get('name')!r} has action {action!r}, not one of {ACTIONS}")
+            raise ValueError(
+                f"{table}: expectation {item.get('name')!r} has action {action!r}, not one of {ACTIONS}"
+            )
         if not item.get("name") or not item.get("rule"):
             raise ValueError(f"{table}: every expectation needs a name and a rule, got {item!r}")
         return cls(name=item["name"], rule=item["rule"], action=action)
@@ -49,7 +51,7 @@ class Outcome:
         return {"warn": "warned", "drop": "dropped", "fail": "failed"}[self.action]
 
 
-class ExpectationFailed(RuntimeError):
+class ExpectationFailedError(RuntimeError):
     pass
 
 

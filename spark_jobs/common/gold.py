@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from spark_jobs.common.expectations import Expectation, ExpectationFailed, apply_expectations, failures
+from spark_jobs.common.expectations import Expectation, ExpectationFailedError, apply_expectations, failures
 from spark_jobs.common.job import QUALITY_TABLE
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
     record_quality(job, outcomes)
     broken = failures(outcomes)
     if broken:
-        raise ExpectationFailed("; ".join(broken) + " (no gold table was written)")
+        raise ExpectationFailedError("; ".join(broken) + " (no gold table was written)")
     for table, kept, stamp, _, dropped in pending:
         job.replace("gold", table, kept, stamp)
         job.count("gold", table, "rows_dropped", dropped)
@@ -70,12 +70,31 @@ def record_quality(job, outcomes) -> None:
         ]
     )
     rows = [
-        (job.run_id, o.table, o.name, o.rule, o.action, o.status, o.rows_total, o.rows_passed,
-         o.rows_failing, o.rows_dropped, now)
+        (
+            job.run_id,
+            o.table,
+            o.name,
+            o.rule,
+            o.action,
+            o.status,
+            o.rows_total,
+            o.rows_passed,
+            o.rows_failing,
+            o.rows_dropped,
+            now,
+        )
         for o in outcomes
     ]
     for o in outcomes:
-        log.info("quality %s.%s [%s] %s: %s of %s rows failing", o.table, o.name, o.action, o.status,
-                 o.rows_failing, o.rows_total)
-    job.engine.merge(job.spark.createDataFrame(rows, schema), job.uri("gold", QUALITY_TABLE),
-                     ["run_id", "table", "rule"])
+        log.info(
+            "quality %s.%s [%s] %s: %s of %s rows failing",
+            o.table,
+            o.name,
+            o.action,
+            o.status,
+            o.rows_failing,
+            o.rows_total,
+        )
+    job.engine.merge(
+        job.spark.createDataFrame(rows, schema), job.uri("gold", QUALITY_TABLE), ["run_id", "table", "rule"]
+    )

@@ -28,7 +28,7 @@ AUDIT_TABLE = "_audit"
 QUALITY_TABLE = "_quality"
 
 
-class InputMissing(RuntimeError):
+class InputMissingError(RuntimeError):
     """A table this job reads does not exist yet."""
 
 
@@ -90,7 +90,7 @@ class Job:
         versions = {name: self.engine.version(uri) for name, uri in inputs.items()}
         missing = sorted(name for name, version in versions.items() if version is None)
         if missing:
-            raise InputMissing(f"{layer}.{table}: input table(s) not found: {', '.join(missing)}")
+            raise InputMissingError(f"{layer}.{table}: input table(s) not found: {', '.join(missing)}")
         stamp = {"inputs": versions, "settings": settings_hash(settings)}
         target = self.uri(layer, table)
         if self.engine.exists(target) and self.engine.last_metadata(target).get("stamp") == stamp:
@@ -147,18 +147,14 @@ class Job:
         now = dt.datetime.now(dt.UTC)
         rows = [(self.run_id, self.name, *row, now) for row in self.audit_rows]
         df = self.spark.createDataFrame(rows, schema)
-        self.engine.merge(
-            df, self.uri("gold", AUDIT_TABLE), ["run_id", "job", "layer", "table", "metric"]
-        )
+        self.engine.merge(df, self.uri("gold", AUDIT_TABLE), ["run_id", "job", "layer", "table", "metric"])
 
 
 def start(job_name: str, argv: list[str]) -> Job:
     args = parse_args(argv)
     pipeline, _, name = job_name.partition(".")
     choice = engine_choice()
-    spark = get_spark(
-        f"{pipeline}.{name}", with_delta_jars=choice == "delta-spark" and not on_databricks()
-    )
+    spark = get_spark(f"{pipeline}.{name}", with_delta_jars=choice == "delta-spark" and not on_databricks())
     engine = make_engine(spark, choice)
     log.info("job %s run %s: lake %s, Delta engine %s", job_name, args.run_id, args.lake_root, engine.name)
     return Job(

@@ -55,9 +55,7 @@ def clean_titles(df: DataFrame) -> DataFrame:
             "type_flag",
             F.when(F.col("type") == "Movie", 1).when(F.col("type") == "TV Show", 2).otherwise(0),
         )
-        .withColumn(
-            "duration_ranking", F.dense_rank().over(Window.orderBy(F.desc("duration_minutes")))
-        )
+        .withColumn("duration_ranking", F.dense_rank().over(Window.orderBy(F.desc("duration_minutes"))))
     )
 
 
