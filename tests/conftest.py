@@ -128,6 +128,7 @@ def clear_and_rerun(dag_id: str, *, logical_date: dt.datetime) -> RunResult:
         assert run is not None, f"no run of {dag.dag_id} at {logical_date} to clear"
         run.state = DagRunState.RUNNING
         session.commit()
+        run.dag = dag
         return run
 
     dag = load_dag(dag_id)

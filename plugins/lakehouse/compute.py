@@ -44,6 +44,7 @@ def spark_job(
                 "python_file": f"{settings.databricks_jobs_root()}/run.py",
                 "parameters": args,
             },
+            polling_period_seconds=settings.databricks_poll_seconds(),
             **settings.databricks_cluster(),
             **kwargs,
         )

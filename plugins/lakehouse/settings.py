@@ -82,6 +82,10 @@ def databricks_cluster() -> dict:
     raise ValueError("LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_CLUSTER_ID or DATABRICKS_NEW_CLUSTER")
 
 
+def databricks_poll_seconds() -> int:
+    return int(_env("DATABRICKS_POLL_SECONDS", "30"))
+
+
 def alert_emails() -> list[str]:
     return [address.strip() for address in _env("ALERT_EMAILS").split(",") if address.strip()]
 

@@ -75,4 +75,10 @@ def report_run(pipeline: str, gold_tables: list[str], *, run_id=None, outlet_eve
                 if r["table"] == table
             ],
         }
-    return {"row_counts": counts, "expectations": quality}
+    return {
+        "row_counts": {f"{r['layer']}.{r['table']}.{r['metric']}": r["value"] for r in counts},
+        "expectations": {
+            f"{r['table']}.{r['rule']}": {k: r[k] for k in ("status", "rows_failing", "rows_dropped")}
+            for r in quality
+        },
+    }

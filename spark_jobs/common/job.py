@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ log = logging.getLogger("spark_jobs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+\-]{1,250}$")
 
 AUDIT_TABLE = "_audit"
+SESSION_SECONDS = 0.0  # how long this process took to get its SparkSession (for benchmarks)
 QUALITY_TABLE = "_quality"
 
 
@@ -154,7 +156,10 @@ def start(job_name: str, argv: list[str]) -> Job:
     args = parse_args(argv)
     pipeline, _, name = job_name.partition(".")
     choice = engine_choice()
+    global SESSION_SECONDS
+    started = time.monotonic()
     spark = get_spark(f"{pipeline}.{name}", with_delta_jars=choice == "delta-spark" and not on_databricks())
+    SESSION_SECONDS = time.monotonic() - started
     engine = make_engine(spark, choice)
     log.info("job %s run %s: lake %s, Delta engine %s", job_name, args.run_id, args.lake_root, engine.name)
     return Job(
