@@ -1,0 +1,98 @@
+"""Metadata and job parameters become paths and SQL: each is validated, with the entry named."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from lakehouse.metadata import MetadataError, load_pipeline, validate
+from spark_jobs.common.job import parse_args
+from spark_jobs.common.lake import Lake
+
+NETFLIX = load_pipeline("netflix")
+
+
+def _broken(path: list, value):
+    meta = copy.deepcopy(NETFLIX)
+    target = meta
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return meta
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["files", 0, "table"], "../titles", "files[0]: invalid table name '../titles'"),
+        (
+            ["files", 1, "path"],
+            "data/../../etc/passwd",
+            "files[1]: file path 'data/../../etc/passwd' must not contain '..'",
+        ),
+        (["files", 1, "path"], "/etc/passwd", "files[1]: invalid file path '/etc/passwd'"),
+        (["files", 2, "columns"], ["ok", "bad column"], "files[2]: invalid column name 'bad column'"),
+        (["files", 2, "columns"], [], "files[2]: 'columns' must list the file's header"),
+        (["gold", 0, "from"], "nope", "gold[0]: 'from' 'nope' is not a source table"),
+        (
+            ["gold", 0, "expectations", 0, "action"],
+            "explode",
+            "gold[0]: expectation 'show_id_not_null' action",
+        ),
+        (["pipeline"], "Netflix", "invalid pipeline name 'Netflix'"),
+    ],
+)
+def test_bad_metadata_is_refused_naming_the_entry(path, value, message):
+    with pytest.raises(MetadataError) as error:
+        validate(_broken(path, value), "include/netflix/pipeline.yaml")
+    assert message in str(error.value)
+    assert str(error.value).startswith("include/netflix/pipeline.yaml")
+
+
+def test_the_shipped_metadata_is_valid():
+    assert validate(copy.deepcopy(NETFLIX), "netflix") == NETFLIX
+    assert [f["table"] for f in NETFLIX["files"]] == ["titles", "cast", "category", "countries", "directors"]
+
+
+def test_unknown_pipeline_names_are_refused_before_touching_the_filesystem():
+    with pytest.raises(MetadataError, match="invalid pipeline name"):
+        load_pipeline("../secrets")
+
+
+@pytest.mark.parametrize("run_id", ["x; rm -rf /", "a b", "", "run/../../x"])
+def test_job_run_ids_are_validated(run_id, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--lake-root", "/tmp/l", "--run-id", run_id, "--config", "{}"])
+    assert "--run-id" in capsys.readouterr().err
+
+
+def test_job_config_must_be_json(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--lake-root", "/tmp/l", "--run-id", "manual__1", "--config", "{not json"])
+    assert "--config is not valid JSON" in capsys.readouterr().err
+
+
+def test_airflow_run_ids_are_accepted():
+    args = parse_args(
+        [
+            "--lake-root",
+            "/l",
+            "--run-id",
+            "scheduled__2026-11-22T00:00:00+00:00",
+            "--config",
+            json.dumps({"a": 1}),
+        ]
+    )
+    assert args.config == {"a": 1}
+
+
+def test_lake_layout_local_and_azure():
+    assert Lake("/data/lake").uri("gold", "netflix", "titles") == "/data/lake/gold/netflix/titles"
+    azure = Lake("abfss://{layer}@acct.dfs.core.windows.net")
+    assert azure.uri("raw", "netflix", "titles") == "abfss://raw@acct.dfs.core.windows.net/netflix/titles"
+    with pytest.raises(ValueError, match="invalid table name"):
+        Lake("/x").uri("gold", "netflix", "../other")
+    with pytest.raises(ValueError, match="unknown layer"):
+        Lake("/x").uri("platinum", "netflix", "t")
