@@ -119,6 +119,28 @@ def test_real_netflix_files_every_row_accounted(airflow_db, lake, monkeypatch):
     assert len(multiline) == 2
     silver_titles = {r["title"] for r in rows(lake, "silver.titles")}
     assert set(multiline) <= silver_titles
+    # the run's expectation results travel with the gold Asset's event
+    extra = latest_asset_event_extra("netflix.gold.titles")
+    assert extra["run_id"] == result.run_id
+    assert extra["delta_version"] == 0
+    by_rule = {e["rule"]: e for e in extra["expectations"]}
+    assert by_rule["show_id_not_null"]["rows_dropped"] == 4
+    assert by_rule["known_type"]["status"] == quality[("titles", "known_type")]["status"]
+
+
+def latest_asset_event_extra(asset_name: str) -> dict:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == asset_name)
+            .order_by(AssetEvent.id.desc())
+        )
+        return dict(session.scalars(query).first().extra)
 
 
 def _broken_titles(text: str, keep_rows: int) -> str:
