@@ -22,8 +22,7 @@ import datetime as dt
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param, task
 
-from lakehouse import settings
-from lakehouse.alerts import failure_alert
+from lakehouse.defaults import default_args
 from lakehouse.compute import spark_job
 from lakehouse.metadata import load_pipeline
 from lakehouse.tasks import fetch_http_file, lake_asset, raw_file_landed, report_run
@@ -42,12 +41,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=META["tags"],
-    default_args={
-        "owner": META["owner"],
-        "retries": settings.retries(),
-        "retry_delay": dt.timedelta(seconds=settings.retry_delay_seconds()),
-        "on_failure_callback": failure_alert(),
-    },
+    default_args=default_args(META),
     params={
         "force_silver_titles": Param(
             False,
