@@ -22,8 +22,8 @@ import datetime as dt
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param, task
 
-from lakehouse.defaults import default_args
 from lakehouse.compute import spark_job
+from lakehouse.defaults import default_args
 from lakehouse.metadata import load_pipeline
 from lakehouse.tasks import fetch_http_file, lake_asset, raw_file_landed, report_run
 
