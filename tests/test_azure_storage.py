@@ -1,0 +1,306 @@
+"""The lake on Azure storage (``abfs://``), against Azurite: the same code as for a local folder.
+
+* Raw ingestion: ``fetch_to_raw`` and ``landed_files`` (what ``raw_file_landed`` pokes) with
+  ``LAKE_ROOT=abfs://{layer}`` and an Airflow connection; only configuration differs from the
+  local tests. Every blob is checked with azure-storage-blob, independently of our code.
+* delta-rs: ``DeltaRsEngine`` writes, appends idempotently, replaces a slice, merges and reads
+  Delta tables in a blob container, addressed as ``abfs://`` or as Databricks' ``abfss://`` form.
+
+Azurite is started once per session (tests/azurite.py); without node/npm these tests skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from pathlib import PurePosixPath
+
+import pytest
+from test_delta_engine import delta_spark_problem  # noqa: F401  (a fixture: see lake_spark)
+
+from lakehouse.devserver import FileServer
+from lakehouse.http_ingest import SourceError, fetch_to_raw, landed_files
+from lakehouse.metadata import load_pipeline
+from lakehouse.sample_data import write_netflix_sample
+from spark_jobs.common.delta import DeltaRsEngine
+
+CONTAINERS = ("raw", "bronze", "silver", "gold")
+CONN_ID = "azurite_lake"
+RECORD = "netflix/_sources/titles.json"
+RAW_NAME = re.compile(r"^netflix/titles/\d{8}T\d{12}Z__(?P<sha>[0-9a-f]{16})\.csv$")
+SCHEMA = "k long, grp string, name string"
+BASE = [(1, "a", "x"), (2, "a", "y"), (3, "b", "z")]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def titles_source() -> dict:
+    return next(f for f in load_pipeline("netflix")["files"] if f["table"] == "titles")
+
+
+class Containers:
+    """The emulator's blobs as azure-storage-blob sees them (not through adlfs or our code)."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def blobs(self, container: str, prefix: str = "") -> dict[str, str]:
+        """Blob name -> ETag."""
+        client = self.service.get_container_client(container)
+        return {b.name: b.etag for b in client.list_blobs(name_starts_with=prefix or None)}
+
+    def download(self, container: str, name: str) -> bytes:
+        return self.service.get_blob_client(container, name).download_blob().readall()
+
+    def empty(self) -> None:
+        for container in CONTAINERS:
+            client = self.service.get_container_client(container)
+            for name in list(self.blobs(container)):
+                client.delete_blob(name)
+
+
+@pytest.fixture(scope="session")
+def containers(azurite) -> Containers:
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    # The SDK logs every request and response at INFO; keep failure reports readable.
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    for container in CONTAINERS:
+        with contextlib.suppress(ResourceExistsError):
+            service.create_container(container)
+    return Containers(service)
+
+
+@pytest.fixture
+def abfs_lake(azurite, containers, monkeypatch) -> Containers:
+    """Empty raw/bronze/silver/gold containers, and the lake configured on them (abfs://)."""
+    containers.empty()
+    monkeypatch.setenv("LAKE_ROOT", "abfs://{layer}")
+    monkeypatch.setenv("LAKE_CONN_ID", CONN_ID)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", azurite.airflow_connection())
+    from lakehouse.storage import lake_path
+
+    # adlfs caches listings per process; blobs were deleted behind its back just now.
+    lake_path("raw", "netflix").fs.invalidate_cache()
+    return containers
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """The generated Netflix files over HTTP, as connection ``netflix_http``."""
+    folder = tmp_path / "source"
+    write_netflix_sample(folder)
+    with FileServer(folder) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
+        yield folder, server
+
+
+def test_layer_paths_are_abfs_urls(abfs_lake):
+    from lakehouse.storage import lake_path, layer_uri
+
+    assert [layer_uri(layer) for layer in CONTAINERS] == [f"abfs://{c}" for c in CONTAINERS]
+    path = lake_path("raw", "netflix", "titles")
+    assert path.protocol == "abfs"
+    assert str(path) == f"abfs://{CONN_ID}@raw/netflix/titles"
+
+
+def test_http_file_lands_once_per_content_in_abfs_raw(abfs_lake, served):
+    from lakehouse.tasks import raw_file_landed
+
+    folder, _server = served
+    poke = raw_file_landed.function  # the sensor's logic, without a task context
+    titles = folder / "netflix_titles.csv"
+    body = titles.read_bytes()
+
+    assert landed_files("netflix", "titles") == []
+    assert poke("netflix", "titles").is_done is False
+
+    # First fetch: one new blob with exactly the served bytes, then the record.
+    first = fetch_to_raw("netflix", titles_source(), "netflix_http")
+    assert first["status"] == "landed"
+    assert first["table"] == "titles"
+    assert first["source"] == "netflix_titles.csv"
+    assert first["bytes"] == len(body)
+    assert first["sha256"] == sha256(body)
+    assert first["etag"] == f'"{sha256(body)[:32]}"'  # the server's strong ETag, kept for If-None-Match
+    data = abfs_lake.blobs("raw", "netflix/titles/")
+    assert len(data) == 1, data
+    (name,) = data
+    assert RAW_NAME.match(name)["sha"] == sha256(body)[:16]
+    assert sha256(abfs_lake.download("raw", name)) == sha256(body)
+    assert first["raw_file"] == f"abfs://{CONN_ID}@raw/{name}"
+    assert json.loads(abfs_lake.download("raw", RECORD)) == first
+    before = abfs_lake.blobs("raw")
+    assert set(before) == {name, RECORD}  # no hidden staging blob left behind, nothing else
+    assert landed_files("netflix", "titles") == [first["raw_file"]]
+    sensed = poke("netflix", "titles")
+    assert (sensed.is_done, sensed.xcom_value) == (True, first["raw_file"])
+
+    # Second fetch of the same file: nothing written, not even the record (same ETags).
+    second = fetch_to_raw("netflix", titles_source(), "netflix_http")
+    assert second["status"] == "unchanged"
+    assert {**second, "status": "landed"} == first
+    assert abfs_lake.blobs("raw") == before
+    assert landed_files("netflix", "titles") == [first["raw_file"]]
+
+    # The source changes: a second blob lands beside the first, which is never rewritten.
+    write_netflix_sample(folder, seed=8)
+    new_body = titles.read_bytes()
+    assert sha256(new_body) != sha256(body)
+    third = fetch_to_raw("netflix", titles_source(), "netflix_http")
+    assert third["status"] == "landed"
+    assert third["sha256"] == sha256(new_body)
+    assert third["bytes"] == len(new_body)
+    new_name = third["raw_file"].removeprefix(f"abfs://{CONN_ID}@raw/")
+    assert RAW_NAME.match(new_name)["sha"] == sha256(new_body)[:16]
+    after = abfs_lake.blobs("raw")
+    assert set(after) == {name, new_name, RECORD}
+    assert after[name] == before[name]
+    assert sha256(abfs_lake.download("raw", name)) == sha256(body)
+    assert sha256(abfs_lake.download("raw", new_name)) == sha256(new_body)
+    assert json.loads(abfs_lake.download("raw", RECORD)) == third
+    assert landed_files("netflix", "titles") == [first["raw_file"], third["raw_file"]]
+    sensed = poke("netflix", "titles")
+    assert (sensed.is_done, sensed.xcom_value) == (True, third["raw_file"])
+    assert not [n for n in after if PurePosixPath(n).name.startswith(".") or n.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("fault", ["header", "truncate", 404])
+def test_bad_source_file_raises_and_lands_no_blob(abfs_lake, served, fault):
+    folder, server = served
+    titles = folder / "netflix_titles.csv"
+    if fault == "header":
+        header, rest = titles.read_text(encoding="utf-8-sig").split("\n", 1)
+        assert header.endswith(",show_id")
+        titles.write_text(header.replace(",show_id", ",showid") + "\n" + rest, encoding="utf-8-sig")
+        expected = (
+            r"^netflix_titles\.csv: header does not match the declared columns "
+            r"\(missing \['show_id'\], unexpected \['showid'\]\)"
+        )
+    elif fault == "truncate":
+        server.faults["netflix_titles.csv"] = "truncate"
+        expected = r"^netflix_titles\.csv: (truncated transfer|transfer interrupted)"
+    else:
+        server.faults["netflix_titles.csv"] = fault
+        expected = r"^netflix_titles\.csv: HTTP 404"
+
+    with pytest.raises(SourceError, match=expected):
+        fetch_to_raw("netflix", titles_source(), "netflix_http")
+    assert abfs_lake.blobs("raw") == {}
+    assert landed_files("netflix", "titles") == []
+
+
+# -- delta-rs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lake_spark(request):
+    """The shared ``spark`` session, through test_delta_engine's gate.
+
+    A session gets the Delta jars only when it starts, so the first module to start it must try
+    with them (``delta_spark_problem``), and this module runs before test_delta_engine.py.
+    """
+    request.getfixturevalue("delta_spark_problem")
+    return request.getfixturevalue("spark")
+
+
+def frame(spark, rows):
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def content(engine, uri, version=None):
+    return sorted(tuple(r) for r in engine.read(uri, version=version).select("k", "grp", "name").collect())
+
+
+def commit_actions(containers: Containers, container: str, log_blob: str) -> list[dict]:
+    return [json.loads(line) for line in containers.download(container, log_blob).splitlines() if line]
+
+
+def txns(actions: list[dict]) -> list[tuple[str, int]]:
+    return [(a["txn"]["appId"], a["txn"]["version"]) for a in actions if "txn" in a]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["abfs://bronze/netflix/t", "abfss://bronze@devstoreaccount1.dfs.core.windows.net/netflix/t"],
+    ids=["abfs", "abfss-databricks-form"],
+)
+def test_delta_rs_engine_writes_delta_tables_to_azure_storage(azurite, abfs_lake, lake_spark, uri):
+    spark = lake_spark
+    engine = DeltaRsEngine(spark, storage_options=azurite.delta_storage_options)
+    assert engine.version(uri) is None
+    assert engine.history(uri) == []
+
+    # Idempotent appends: a replayed batch is skipped, with no commit.
+    assert engine.append(frame(spark, BASE), uri, txn=("loader", 1), metadata={"run": "r1"}) is True
+    assert engine.version(uri) == 0
+    assert engine.append(frame(spark, BASE), uri, txn=("loader", 1)) is False
+    assert engine.version(uri) == 0
+    assert content(engine, uri) == BASE
+    assert engine.append(frame(spark, [(4, "c", "w")]), uri, txn=("loader", 2)) is True
+    assert engine.version(uri) == 1
+    assert content(engine, uri) == [*BASE, (4, "c", "w")]
+
+    # Replace one slice, then merge on the key.
+    engine.overwrite(frame(spark, [(10, "a", "new")]), uri, where={"grp": "a"}, metadata={"run": "r3"})
+    assert engine.version(uri) == 2
+    assert content(engine, uri) == [(3, "b", "z"), (4, "c", "w"), (10, "a", "new")]
+    counts = engine.merge(frame(spark, [(3, "b", "z2"), (5, "d", "u")]), uri, ["k"], metadata={"run": "m"})
+    assert counts == {"updated": 1, "inserted": 1}
+    assert engine.version(uri) == 3
+    assert content(engine, uri) == [(3, "b", "z2"), (4, "c", "w"), (5, "d", "u"), (10, "a", "new")]
+
+    # History and time travel read back from the container.
+    history = engine.history(uri)
+    assert [c.version for c in history] == [3, 2, 1, 0]
+    assert [c.metadata for c in history] == [{"run": "m"}, {"run": "r3"}, {}, {"run": "r1"}]
+    assert history[0].operation == "MERGE"
+    assert content(engine, uri, version=0) == BASE
+    assert content(engine, uri, version=2) == [(3, "b", "z"), (4, "c", "w"), (10, "a", "new")]
+
+    # The blobs, seen by azure-storage-blob: one commit file per version, with the txn actions,
+    # and every data file of the current snapshot.
+    log = sorted(abfs_lake.blobs("bronze", "netflix/t/_delta_log/"))
+    assert log == [f"netflix/t/_delta_log/{v:020d}.json" for v in range(4)]
+    assert txns(commit_actions(abfs_lake, "bronze", log[0])) == [("loader", 1)]
+    assert txns(commit_actions(abfs_lake, "bronze", log[1])) == [("loader", 2)]
+    assert txns(commit_actions(abfs_lake, "bronze", log[3])) == []
+    blobs = set(abfs_lake.blobs("bronze", "netflix/t/"))
+    active = [f"netflix/t/{u.split('/netflix/t/', 1)[1]}" for u in engine._table(uri).file_uris()]
+    assert active
+    assert all(name.endswith(".parquet") for name in active)
+    assert set(active) <= blobs
+    assert set(abfs_lake.blobs("raw")) == set()  # the table went to its own container only
+
+
+def test_delta_rs_engine_takes_emulator_options_from_the_environment(
+    azurite, abfs_lake, lake_spark, monkeypatch
+):
+    """The notes' form, ``azure_storage_use_emulator``, as a deployment sets it: in
+    ``DELTA_STORAGE_OPTIONS``. The emulator flag means port 10000 unless
+    ``AZURITE_BLOB_STORAGE_URL`` names another, as it must for this session's free port."""
+    monkeypatch.setenv("DELTA_STORAGE_OPTIONS", json.dumps({"azure_storage_use_emulator": "true"}))
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", f"http://{azurite.host}:{azurite.port}")
+    spark = lake_spark
+    engine = DeltaRsEngine(spark)
+    assert engine.storage_options == {"azure_storage_use_emulator": "true"}
+    uri = "abfs://silver/netflix/e"
+
+    assert engine.merge(frame(spark, BASE), uri, ["k"], metadata={"run": "e1"}) == {
+        "inserted": 3,
+        "updated": 0,
+    }
+    counts = engine.merge(frame(spark, [(1, "a", "x2"), (9, "q", "n")]), uri, ["k"], metadata={"run": "e2"})
+    assert counts == {"updated": 1, "inserted": 1}
+    assert content(engine, uri) == [(1, "a", "x2"), (2, "a", "y"), (3, "b", "z"), (9, "q", "n")]
+    assert engine.version(uri) == 1
+    assert engine.last_metadata(uri) == {"run": "e2"}
+    log = sorted(abfs_lake.blobs("silver", "netflix/e/_delta_log/"))
+    assert log == [f"netflix/e/_delta_log/{v:020d}.json" for v in range(2)]
