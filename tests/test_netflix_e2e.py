@@ -125,6 +125,7 @@ def test_real_netflix_files_every_row_accounted(airflow_db, lake, monkeypatch):
     # the run's expectation results travel with the gold Asset's event
     extra = latest_asset_event_extra("netflix.gold.titles")
     assert extra["run_id"] == result.run_id
+    assert extra["location"] == str(lake / "gold" / "netflix" / "titles")
     assert extra["delta_version"] == 0
     by_rule = {e["rule"]: e for e in extra["expectations"]}
     assert by_rule["show_id_not_null"]["rows_dropped"] == 4

@@ -7,19 +7,10 @@ import datetime as dt
 import pytest
 from pyspark.sql.types import StringType, StructField, StructType
 
+from lakehouse.metadata import load_pipeline
 from spark_jobs.netflix import transforms as tf
 
-TITLE_COLUMNS = [
-    "duration_minutes",
-    "duration_seasons",
-    "type",
-    "title",
-    "date_added",
-    "release_year",
-    "rating",
-    "description",
-    "show_id",
-]
+TITLE_COLUMNS = next(f["columns"] for f in load_pipeline("netflix")["files"] if f["table"] == "titles")
 TS = dt.datetime(2026, 1, 1, 12, 0)
 
 

@@ -1,8 +1,8 @@
 """Generated Netflix-like source files for the demo and tests.
 
-Same files, columns and quirks as the real extracts: a UTF-8 BOM before every header, line breaks
-inside quoted titles, empty show_ids, quotes and commas in descriptions, missing durations.
-Deterministic for a given seed.
+Same files, columns and quirks as the real extracts: a UTF-8 BOM before every header, CRLF line
+ends, empty show_ids, quotes and commas in descriptions, missing durations; and one title with a
+line break inside quotes, which a CSV source may always send. Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -11,17 +11,9 @@ import csv
 import random
 from pathlib import Path
 
-TITLE_COLUMNS = [
-    "duration_minutes",
-    "duration_seasons",
-    "type",
-    "title",
-    "date_added",
-    "release_year",
-    "rating",
-    "description",
-    "show_id",
-]
+from lakehouse.metadata import load_pipeline
+
+TITLE_COLUMNS = next(f["columns"] for f in load_pipeline("netflix")["files"] if f["table"] == "titles")
 LOOKUPS = {
     "netflix_cast.csv": (
         "cast",
@@ -37,7 +29,7 @@ RATINGS = ["TV-MA", "TV-14", "PG-13", "R", "TV-Y7-FV", "NR"]
 
 def _write(path: Path, header: list[str], rows: list[list]) -> int:
     with open(path, "w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = csv.writer(handle, lineterminator="\r\n")
         writer.writerow(header)
         writer.writerows(rows)
     return len(rows)

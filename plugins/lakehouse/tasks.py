@@ -12,11 +12,14 @@ log = logging.getLogger(__name__)
 
 
 def lake_asset(layer: str, pipeline: str, table: str) -> Asset:
-    """The Asset of a lake table; its URI is where the table lives in this environment."""
-    uri = table_uri(layer, pipeline, table)
-    if "://" not in uri:
-        uri = "file://" + uri
-    return Asset(name=f"{pipeline}.{layer}.{table}", uri=uri, group="lakehouse")
+    """The Asset of a lake table.
+
+    Its URI is logical (``lake://<layer>/<pipeline>/<table>``), so the Asset, and the DAGs that
+    depend on it, stay the same when LAKE_ROOT moves the lake; each event says where it is.
+    """
+    return Asset(
+        name=f"{pipeline}.{layer}.{table}", uri=f"lake://{layer}/{pipeline}/{table}", group="lakehouse"
+    )
 
 
 @task(map_index_template="{{ source_file }}")
@@ -68,6 +71,7 @@ def report_run(pipeline: str, gold_tables: list[str], *, run_id=None, outlet_eve
     for table in gold_tables:
         outlet_events[lake_asset("gold", pipeline, table)].extra = {
             "run_id": run_id,
+            "location": table_uri("gold", pipeline, table),
             "delta_version": table_version("gold", pipeline, table),
             "expectations": [
                 {k: r[k] for k in ("rule", "action", "status", "rows_passed", "rows_failing", "rows_dropped")}
