@@ -294,3 +294,37 @@ def test_ident_rejects_unsafe_names(engine, name):
 def test_ident_quotes_safe_names(engine, name):
     q = engine.quote_char
     assert engine.ident(name) == f"{q}{name}{q}"
+
+
+def test_overwrite_where_in_replaces_several_slices_in_one_commit(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.append(frame(engine, [*BASE, (4, "c", "w")]), uri)
+    engine.overwrite(frame(engine, [(7, "a", "n"), (8, "c", "n")]), uri, where={"grp": ["a", "c"]})
+    assert engine.version(uri) == 1
+    assert content(engine, uri) == [(3, "b", "z"), (7, "a", "n"), (8, "c", "n")]
+    with pytest.raises(ValueError, match="at least one value"):
+        engine.predicate({"grp": []})
+
+
+DATED = "k long, name string, file_date string"
+
+
+def test_merge_newer_by_keeps_newer_rows_against_a_late_older_delivery(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    newer = engine.spark.createDataFrame([(1, "new", "2021-04-18"), (2, "only-new", "2021-04-18")], DATED)
+    older = engine.spark.createDataFrame([(1, "old", "2021-03-28"), (3, "only-old", "2021-03-28")], DATED)
+    engine.merge(newer, uri, ["k"], newer_by="file_date")
+    counts = engine.merge(older, uri, ["k"], newer_by="file_date")
+    assert counts == {"inserted": 1, "updated": 0}
+    rows = sorted(tuple(r) for r in engine.read(uri).collect())
+    assert rows == [(1, "new", "2021-04-18"), (2, "only-new", "2021-04-18"), (3, "only-old", "2021-03-28")]
+    # the same delivery again (a re-run) updates in place and changes nothing
+    again = engine.merge(newer, uri, ["k"], newer_by="file_date")
+    assert again == {"inserted": 0, "updated": 2}
+    assert sorted(tuple(r) for r in engine.read(uri).collect()) == rows
+
+
+def test_merge_creating_a_table_partitions_it(engine, tmp_path):
+    uri = tmp_path / "t"
+    engine.merge(frame(engine, BASE), str(uri), ["k"], partition_by=["grp"])
+    assert sorted(p.name for p in uri.iterdir() if p.name.startswith("grp=")) == ["grp=a", "grp=b"]

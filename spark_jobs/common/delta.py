@@ -77,12 +77,25 @@ class DeltaEngine(ABC):
         return f"{self.quote_char}{column}{self.quote_char}"
 
     def predicate(self, where: dict[str, Any]) -> str:
+        """``col = value`` per item, ANDed; a list or tuple value means ``col IN (...)``."""
         if not where:
             raise ValueError("a replace needs at least one column = value condition")
-        return " AND ".join(
-            f"{self.ident(col)} = {_literal(val, backslash_escapes=self.backslash_escapes)}"
-            for col, val in where.items()
-        )
+        parts = []
+        for col, val in where.items():
+            if isinstance(val, list | tuple | set | frozenset):
+                if not val:
+                    raise ValueError(f"an IN condition on {col!r} needs at least one value")
+                values = ", ".join(_literal(v, backslash_escapes=self.backslash_escapes) for v in sorted(val))
+                parts.append(f"{self.ident(col)} IN ({values})")
+            else:
+                parts.append(f"{self.ident(col)} = {_literal(val, backslash_escapes=self.backslash_escapes)}")
+        return " AND ".join(parts)
+
+    def merge_conditions(self, keys: list[str], newer_by: str | None) -> tuple[str, str | None]:
+        """The join on ``keys``, and the update guard: a source row wins only if not older."""
+        join = " AND ".join(f"t.{self.ident(k)} = s.{self.ident(k)}" for k in keys)
+        guard = f"s.{self.ident(newer_by)} >= t.{self.ident(newer_by)}" if newer_by else None
+        return join, guard
 
     # -- the interface ----------------------------------------------------------------------
     @abstractmethod
@@ -121,8 +134,22 @@ class DeltaEngine(ABC):
         """Replace the whole table, or only the rows matching ``where`` (column = value, ANDed)."""
 
     @abstractmethod
-    def merge(self, df, uri: str, keys: list[str], *, metadata: dict | None = None) -> dict:
-        """Upsert on ``keys``: update matched rows, insert the rest. Returns row counts."""
+    def merge(
+        self,
+        df,
+        uri: str,
+        keys: list[str],
+        *,
+        metadata: dict | None = None,
+        newer_by: str | None = None,
+        partition_by: list[str] | None = None,
+    ) -> dict:
+        """Upsert on ``keys``: update matched rows, insert the rest. Returns row counts.
+
+        With ``newer_by`` (a column such as ``file_date``), a matched row is only updated by a
+        source row whose value is not older, so a late, older delivery never overwrites newer data.
+        ``partition_by`` applies when the merge creates the table.
+        """
 
     @abstractmethod
     def history(self, uri: str, limit: int | None = None) -> list[Commit]:
@@ -201,7 +228,7 @@ class DeltaRsEngine(DeltaEngine):
             commit_properties=self._props(metadata),
         )
 
-    def merge(self, df, uri, keys, *, metadata=None) -> dict:
+    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None) -> dict:
         data = df.toArrow()
         if not self.exists(uri):
             from deltalake import write_deltalake
@@ -210,11 +237,12 @@ class DeltaRsEngine(DeltaEngine):
                 uri,
                 data,
                 mode="append",
+                partition_by=partition_by,
                 storage_options=self.storage_options,
                 commit_properties=self._props(metadata),
             )
             return {"inserted": data.num_rows, "updated": 0}
-        condition = " AND ".join(f"t.{self.ident(k)} = s.{self.ident(k)}" for k in keys)
+        condition, guard = self.merge_conditions(keys, newer_by)
         metrics = (
             self._table(uri)
             .merge(
@@ -224,7 +252,7 @@ class DeltaRsEngine(DeltaEngine):
                 target_alias="t",
                 commit_properties=self._props(metadata),
             )
-            .when_matched_update_all()
+            .when_matched_update_all(predicate=guard)
             .when_not_matched_insert_all()
             .execute()
         )
@@ -301,11 +329,11 @@ class DeltaSparkEngine(DeltaEngine):
             writer = writer.option("overwriteSchema", "true")
         writer.save(uri)
 
-    def merge(self, df, uri, keys, *, metadata=None) -> dict:
+    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None) -> dict:
         if not self.exists(uri):
-            self._writer(df, "append", metadata, None).save(uri)
+            self._writer(df, "append", metadata, partition_by).save(uri)
             return {"inserted": df.count(), "updated": 0}
-        condition = " AND ".join(f"t.{self.ident(k)} = s.{self.ident(k)}" for k in keys)
+        condition, guard = self.merge_conditions(keys, newer_by)
         conf_key = "spark.databricks.delta.commitInfo.userMetadata"
         self.spark.conf.set(conf_key, json.dumps(metadata or {}, sort_keys=True))
         try:
@@ -313,7 +341,7 @@ class DeltaSparkEngine(DeltaEngine):
                 self._table(uri)
                 .alias("t")
                 .merge(df.alias("s"), condition)
-                .whenMatchedUpdateAll()
+                .whenMatchedUpdateAll(condition=guard)
                 .whenNotMatchedInsertAll()
                 .execute()
             )
