@@ -59,6 +59,7 @@ def spark_job(
         name=f"{pipeline}.{job}",
         conf={
             "spark.ui.enabled": "false",
+            "spark.log.level": "WARN",
             "spark.sql.shuffle.partitions": "4",
             "spark.sql.session.timeZone": "UTC",
             "spark.driver.memory": "2g",

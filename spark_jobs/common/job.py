@@ -40,7 +40,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--config", required=True, help="the pipeline's metadata as JSON")
     parser.add_argument("--tables", default="", help="comma-separated subset of tables")
+    parser.add_argument("--file-date", default=None, help="the drop a run processes, YYYY-MM-DD")
     args = parser.parse_args(argv)
+    if args.file_date is not None:
+        try:
+            args.file_date = dt.date.fromisoformat(args.file_date).isoformat()
+        except ValueError:
+            parser.error(f"--file-date {args.file_date!r} is not a date (YYYY-MM-DD)")
     if not _RUN_ID.match(args.run_id):
         parser.error(f"--run-id {args.run_id!r} has characters outside [A-Za-z0-9_.:+-]")
     try:
@@ -66,6 +72,7 @@ class Job:
     engine: DeltaEngine
     config: dict
     tables: list[str] = field(default_factory=list)
+    file_date: str | None = None
     audit_rows: list[tuple] = field(default_factory=list)
 
     @property
@@ -170,4 +177,5 @@ def start(job_name: str, argv: list[str]) -> Job:
         engine=engine,
         config=args.config,
         tables=args.tables,
+        file_date=args.file_date,
     )

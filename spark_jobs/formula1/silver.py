@@ -1,0 +1,97 @@
+"""Formula 1 processed layer: one drop's sources, replaced or merged into silver tables.
+
+All required sources are checked before anything is written. A table records, in its commit
+metadata, the drop it last applied (date and a fingerprint of the files), so re-running a drop
+changes nothing, and a late, older drop never replaces or overwrites what a newer one wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from spark_jobs.common import drops
+from spark_jobs.common.autoloader import RESCUED
+from spark_jobs.common.job import Job, start
+from spark_jobs.formula1 import transforms as tf
+
+log = logging.getLogger(__name__)
+
+
+def drop_folder(job: Job) -> str:
+    return f"{job.lake.layer_uri('raw')}/{job.pipeline}/{job.file_date}"
+
+
+def drop_uri(job: Job, spec: dict) -> str:
+    return f"{drop_folder(job)}/{spec['path']}"
+
+
+def present_sources(job: Job) -> list[dict]:
+    """The sources found in the drop; fails, naming them, if required ones are missing."""
+    found, missing = [], []
+    for spec in job.config["sources"]:
+        if not job.wants(spec["table"]):
+            continue
+        if drops.exists(job.spark, drop_uri(job, spec)):
+            found.append(spec)
+        elif spec.get("required", True):
+            missing.append(spec["path"])
+        else:
+            log.warning("drop %s has no %s (optional): skipped", job.file_date, spec["path"])
+            job.count("silver", spec["table"], "optional_source_missing", 1)
+    if missing:
+        raise drops.MissingSourceError(
+            f"drop {job.file_date} is missing required file(s): {', '.join(missing)} "
+            f"in {drop_folder(job)}; nothing was written"
+        )
+    return found
+
+
+def applied_stamps(job: Job, uri: str) -> list[dict]:
+    return [c.metadata.get("drop") for c in job.engine.history(uri) if c.metadata.get("drop")]
+
+
+def apply_source(job: Job, spec: dict, stamp: dict) -> None:
+    table, uri = spec["table"], job.uri("silver", spec["table"])
+    stamps = applied_stamps(job, uri)
+    if stamp in stamps:
+        log.info("silver.%s already has drop %s: unchanged", table, job.file_date)
+        return
+    newest = max((s["file_date"] for s in stamps), default=None)
+    if spec["write"] == "replace" and newest and newest > job.file_date:
+        log.info("silver.%s holds drop %s, newer than %s: not replaced", table, newest, job.file_date)
+        return
+
+    delivered = drops.read_source(job.spark, drop_uri(job, spec), spec)
+    rows_read = delivered.count()
+    rescued = delivered.filter(delivered[RESCUED].isNotNull()).count()
+    clean = tf.processed(delivered, spec, job.config.get("null_markers", []))
+    keys = spec.get("keys")
+    if keys:
+        clean = tf.deduplicate(clean, keys)
+    clean = tf.with_drop(clean, job.file_date).cache()
+    rows = clean.count()
+    job.count("silver", table, "rows_read", rows_read)
+    job.count("silver", table, "rows_rescued", rescued)
+    job.count("silver", table, "duplicates_removed", rows_read - rescued - rows)
+    metadata = {"drop": stamp, "run_id": job.run_id, "job": job.name}
+    if spec["write"] == "merge":
+        result = job.engine.merge(
+            clean, uri, keys, metadata=metadata, newer_by="file_date", partition_by=spec.get("partition_by")
+        )
+        job.count("silver", table, "rows_inserted", result["inserted"])
+        job.count("silver", table, "rows_updated", result["updated"])
+    else:
+        job.engine.overwrite(clean, uri, metadata=metadata)
+        job.count("silver", table, "rows_written", rows)
+    delivered.unpersist()
+    clean.unpersist()
+
+
+def main(argv: list[str]) -> None:
+    job = start("formula1.silver", argv)
+    if not job.file_date:
+        raise SystemExit("formula1.silver needs --file-date")
+    for spec in present_sources(job):
+        stamp = {"file_date": job.file_date, "files": drops.fingerprint(job.spark, drop_uri(job, spec))}
+        apply_source(job, spec, stamp)
+    job.write_audit()
