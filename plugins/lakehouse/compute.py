@@ -11,7 +11,13 @@ import json
 from lakehouse import settings
 
 
-def job_arguments(pipeline: str, job: str, config: dict, tables: list[str] | None = None) -> list[str]:
+def job_arguments(
+    pipeline: str,
+    job: str,
+    config: dict,
+    tables: list[str] | None = None,
+    extra_args: list[str] | None = None,
+) -> list[str]:
     args = [
         f"{pipeline}.{job}",
         "--lake-root",
@@ -19,18 +25,28 @@ def job_arguments(pipeline: str, job: str, config: dict, tables: list[str] | Non
         "--run-id",
         "{{ run_id }}",
         "--config",
-        json.dumps(config, sort_keys=True, separators=(",", ":")),
+        json.dumps(config, sort_keys=True, separators=(",", ":"), default=str),
     ]
     if tables:
         args += ["--tables", ",".join(tables)]
-    return args
+    return args + list(extra_args or [])
 
 
 def spark_job(
-    task_id: str, pipeline: str, job: str, config: dict, *, tables: list[str] | None = None, **kwargs
+    task_id: str,
+    pipeline: str,
+    job: str,
+    config: dict,
+    *,
+    tables: list[str] | None = None,
+    extra_args: list[str] | None = None,
+    **kwargs,
 ):
-    """An operator running ``spark_jobs/<pipeline>/<job>.py`` on the configured compute."""
-    args = job_arguments(pipeline, job, config, tables)
+    """An operator running ``spark_jobs/<pipeline>/<job>.py`` on the configured compute.
+
+    ``extra_args`` are appended to the job's arguments and may be templated (``{{ ds }}``).
+    """
+    args = job_arguments(pipeline, job, config, tables, extra_args)
     doc = f"Spark job `{pipeline}.{job}`" + (f" for tables {', '.join(tables)}" if tables else "")
     kwargs.setdefault("doc_md", doc)
     if settings.compute() == "databricks":

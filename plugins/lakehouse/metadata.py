@@ -56,7 +56,33 @@ def validate(meta: dict, where: str) -> dict:
                 raise MetadataError(
                     f"{here}: expectation {rule.get('name')!r} action must be warn, drop or fail"
                 )
+    for index, source in enumerate(meta.get("sources", [])):
+        _validate_drop_source(source, f"{where} sources[{index}]")
+    for table in meta.get("presentation", []):
+        _check(NAME, table, "presentation table name", where)
     return meta
+
+
+def _validate_drop_source(source: dict, here: str) -> None:
+    """A source of a file drop: where it is, how to read it, and how it is written."""
+    _check(NAME, source.get("table"), "table name", here)
+    _check_path(source.get("path"), here)
+    if source.get("format") not in ("csv", "json"):
+        raise MetadataError(f"{here}: format must be csv or json, not {source.get('format')!r}")
+    if not isinstance(source.get("schema"), str) or not source["schema"].strip():
+        raise MetadataError(f"{here}: 'schema' must be a Spark DDL string")
+    if source.get("write") not in ("replace", "merge"):
+        raise MetadataError(f"{here}: write must be replace or merge, not {source.get('write')!r}")
+    if source["write"] == "merge" and not source.get("keys"):
+        raise MetadataError(f"{here}: a merged table needs 'keys'")
+    named = [*source.get("keys", []), *source.get("partition_by", []), *source.get("drop_columns", [])]
+    named += [
+        *(source.get("rename") or {}),
+        *(source.get("rename") or {}).values(),
+        *(source.get("casts") or {}),
+    ]
+    for column in named:
+        _check(COLUMN, column, "column name", here)
 
 
 @cache

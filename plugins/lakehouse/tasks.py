@@ -41,6 +41,30 @@ def raw_file_landed(pipeline: str, table: str) -> PokeReturnValue:
     return PokeReturnValue(is_done=bool(files), xcom_value=files[-1] if files else None)
 
 
+@task.sensor(mode="reschedule")
+def raw_drop_landed(pipeline: str, wait_minutes: int, *, ds=None, data_interval_end=None) -> PokeReturnValue:
+    """Wait for the run's drop folder ``raw/<pipeline>/<ds>/``; skip the run if none comes.
+
+    A run whose drop is older than the wait (a catch-up or backfill run of a week without a drop)
+    is skipped at once instead of waiting for a folder that will never arrive.
+    """
+    import datetime as dt
+
+    from airflow.exceptions import AirflowSkipException
+
+    from lakehouse.storage import lake_path
+
+    folder = lake_path("raw", pipeline, dt.date.fromisoformat(ds).isoformat())
+    if folder.exists() and any(True for _ in folder.iterdir()):
+        log.info("drop %s has landed: %s", ds, folder)
+        return PokeReturnValue(is_done=True, xcom_value=str(folder))
+    age = dt.datetime.now(dt.UTC) - data_interval_end
+    if age > dt.timedelta(minutes=wait_minutes):
+        raise AirflowSkipException(f"no drop for {ds} in {folder}, and it is {age} past due: skipped")
+    log.info("waiting for drop %s in %s", ds, folder)
+    return PokeReturnValue(is_done=False)
+
+
 @task
 def report_run(pipeline: str, gold_tables: list[str], *, run_id=None, outlet_events=None) -> dict:
     """Show the run's row counts and expectation results, and attach them to the gold Assets."""
