@@ -8,6 +8,7 @@ line break inside quotes, which a CSV source may always send. Deterministic for 
 from __future__ import annotations
 
 import csv
+import json
 import random
 from pathlib import Path
 
@@ -72,3 +73,151 @@ def write_netflix_sample(folder: str | Path, titles: int = 400, seed: int = 7) -
         lookup_rows.append([values[0], ""])  # a lookup row without a show_id
         counts[file_name] = _write(folder / file_name, [column, "show_id"], lookup_rows)
     return counts
+
+
+F1_DROPS = ("2021-03-21", "2021-03-28", "2021-04-18")
+F1_TEAMS = ["Mercedes", "Red Bull", "Ferrari", "McLaren", "Alpine"]
+F1_CIRCUITS = [
+    ("bahrain", "Sakhir", "Bahrain"),
+    ("imola", "Imola", "Italy"),
+    ("portimao", "Portimão", "Portugal"),
+]
+
+
+def _json_lines(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def _json_array(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+
+
+def write_formula1_drops(raw: str | Path, seed: int = 21) -> list[str]:
+    """Three drops in the real drops' formats under ``raw/<file_date>/``: a cut-over without
+    results.json (as the real one), then one new race per drop. Returns the drop dates."""
+    rng = random.Random(seed)
+    raw = Path(raw)
+    drivers = [
+        {
+            "driverId": i,
+            "driverRef": f"driver{i}",
+            "number": i if i % 4 else "\\N",
+            "code": f"D{i:02d}",
+            "name": {"forename": f"Driver{i}", "surname": rng.choice(WORDS)},
+            "dob": f"199{i % 10}-0{1 + i % 9}-1{i % 9}",
+            "nationality": rng.choice(["British", "Dutch", "Spanish", "Mexican"]),
+            "url": f"http://example.com/d{i}",
+        }
+        for i in range(1, 11)
+    ]
+    constructors = [
+        {
+            "constructorId": i + 1,
+            "constructorRef": team.lower().replace(" ", "_"),
+            "name": team,
+            "nationality": "British",
+            "url": "http://example.com/c",
+        }
+        for i, team in enumerate(F1_TEAMS)
+    ]
+    races = [(900 + n, 2020, n + 1, 1 + n % 3, f"2020-0{3 + n}-15", "13:10:00") for n in range(4)]
+    races += [
+        (1000 + n, 2021, n + 1, 1 + n, f"2021-0{3 + n}-28", "15:00:00" if n else "\\N") for n in range(3)
+    ]
+    for index, day in enumerate(F1_DROPS):
+        folder = raw / day
+        if folder.exists():
+            continue
+        folder.mkdir(parents=True)
+        with open(folder / "circuits.csv", "w", newline="", encoding="utf-8") as handle:
+            out = csv.writer(handle)
+            out.writerow(
+                ["circuitId", "circuitRef", "name", "location", "country", "lat", "lng", "alt", "url"]
+            )
+            for i, (ref, place, country) in enumerate(F1_CIRCUITS, start=1):
+                out.writerow(
+                    [
+                        i,
+                        ref,
+                        f"{place} Circuit",
+                        place,
+                        country,
+                        26.0 + i,
+                        50.5 + i,
+                        "\\N" if i == 2 else 7,
+                        "u",
+                    ]
+                )
+        with open(folder / "races.csv", "w", newline="", encoding="utf-8") as handle:
+            out = csv.writer(handle)
+            out.writerow(["raceId", "year", "round", "circuitId", "name", "date", "time", "url"])
+            out.writerows([*race[:4], f"Grand Prix {race[0]}", *race[4:], "u"] for race in races)
+        _json_lines(folder / "constructors.json", constructors)
+        _json_lines(folder / "drivers.json", drivers)
+        # the cut-over holds the 2020 races; each later drop brings one 2021 race
+        race_ids = [r[0] for r in races[:4]] if index == 0 else [races[3 + index][0]]
+        pit_stops, laps, qualifying, results = [], [], [], []
+        for race_id in race_ids:
+            order = rng.sample(drivers, len(drivers))
+            for position, driver in enumerate(order, start=1):
+                team = constructors[driver["driverId"] % len(constructors)]
+                results.append(
+                    {
+                        "resultId": race_id * 100 + position,
+                        "raceId": race_id,
+                        "driverId": driver["driverId"],
+                        "constructorId": team["constructorId"],
+                        "number": driver["driverId"],
+                        "grid": rng.randint(1, 10),
+                        "position": position if position < 10 else "\\N",
+                        "positionText": position,
+                        "positionOrder": position,
+                        "points": max(0, 11 - position) * 2,
+                        "laps": 50,
+                        "time": "\\N",
+                        "milliseconds": "\\N",
+                        "fastestLap": rng.randint(1, 50),
+                        "rank": position,
+                        "fastestLapTime": "1:35.000",
+                        "fastestLapSpeed": 205.1,
+                        "statusId": 1,
+                    }
+                )
+                qualifying.append(
+                    {
+                        "qualifyId": race_id * 100 + position,
+                        "raceId": race_id,
+                        "driverId": driver["driverId"],
+                        "constructorId": team["constructorId"],
+                        "number": driver["driverId"],
+                        "position": position,
+                        "q1": "1:31.000",
+                        "q2": "\\N",
+                        "q3": "\\N",
+                    }
+                )
+                pit_stops.append(
+                    {
+                        "raceId": race_id,
+                        "driverId": driver["driverId"],
+                        "stop": 1,
+                        "lap": rng.randint(10, 30),
+                        "time": "15:30:00",
+                        "duration": f"{rng.uniform(20, 30):.3f}",
+                        "milliseconds": 24000,
+                    }
+                )
+                laps += [
+                    [race_id, driver["driverId"], lap, position, "1:36.000", 96000] for lap in range(1, 6)
+                ]
+        _json_array(folder / "pit_stops.json", pit_stops)
+        _json_array(folder / "qualifying" / "qualifying_split_1.json", qualifying)
+        (folder / "lap_times").mkdir()
+        with open(
+            folder / "lap_times" / "lap_times_split_1.csv", "w", newline="", encoding="utf-8"
+        ) as handle:
+            csv.writer(handle).writerows(laps)
+        if index:
+            _json_lines(folder / "results.json", results)
+    return list(F1_DROPS)
