@@ -72,9 +72,9 @@ def csv_rows(path: Path, header: bool = True) -> list:
     return rows
 
 
-def expected_counts(days: list[str]) -> dict[str, int]:
+def expected_counts(days: list[str], data: Path | None = None) -> dict[str, int]:
     """Rows per silver table after these drops: snapshots replaced, keyed sources unioned."""
-    data = shared_data("formula1")
+    data = data or shared_data("formula1")
     last = data / days[-1]
     keyed: dict[str, set] = {name: set() for name in KEYS}
     for day in days:
@@ -96,9 +96,9 @@ def expected_counts(days: list[str]) -> dict[str, int]:
     return counts
 
 
-def expected_driver_standings(days: list[str], year: int) -> list[tuple]:
+def expected_driver_standings(days: list[str], year: int, data: Path | None = None) -> list[tuple]:
     """(driver, points, wins, rank) for a race year, computed from the raw files."""
-    data = shared_data("formula1")
+    data = data or shared_data("formula1")
     last = data / days[-1]
     years = {int(r["raceId"]): int(r["year"]) for r in csv_rows(last / "races.csv")}
     drivers = {

@@ -25,6 +25,7 @@ from lakehouse.storage import layer_uri
 
 TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
 NEW_STATE = re.compile(r"new_state=(\w+)")
+ERROR_LINE = re.compile(r"^\S*(Error|Exception)\b.*: ")
 FINISHED = re.compile(r"DagRun Finished: .*? state=(\w+)")
 
 
@@ -62,7 +63,7 @@ def run_dag(airflow: str, dag_id: str, logical_date: str, conf: dict) -> str:
                     say(f"  {task_state:<7} {name:<24} {seconds:6.1f} s")
             elif match := NEW_STATE.search(line):
                 task_state = match.group(1)
-            elif " error " in line.lower() or "Traceback" in line:
+            elif " error " in line.lower() or ERROR_LINE.search(line):
                 say("  " + line.rstrip()[:300])
             elif match := FINISHED.search(line):
                 state = match.group(1)

@@ -1,0 +1,129 @@
+"""A real Airflow for tests that need the scheduler: ``airflow standalone`` in its own home.
+
+It runs the scheduler (LocalExecutor), the DAG processor, the triggerer and the API server, with
+its own SQLite metadata DB and the environment the test gives it, on a free port of 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _json(output: str):
+    """The JSON a CLI command printed, past any log lines before it."""
+    lines = [line for line in output.splitlines() if line.startswith(("[", "{"))]
+    return json.loads(lines[-1]) if lines else []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AirflowServer:
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            **env,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "PYTHONPATH": str(ROOT / "plugins"),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=False
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            )
+        return done.stdout
+
+    def start(self, timeout: float = 120) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.cli("db", "migrate")
+        log = open(self.home / "standalone.log", "w")  # noqa: SIM115 (kept open for the process)
+        self.process = subprocess.Popen(
+            [str(BIN / "airflow"), "standalone"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/api/v2/monitor/health"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    health = json.load(response)
+                if all(
+                    health.get(part, {}).get("status") == "healthy" for part in ("scheduler", "dag_processor")
+                ):
+                    return
+            except OSError:
+                pass
+            time.sleep(2)
+        raise RuntimeError(f"airflow standalone not healthy after {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        path = self.home / "standalone.log"
+        return path.read_text()[-chars:] if path.exists() else ""
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dags = _json(self.cli("dags", "list", "-o", "json"))
+            if any(d["dag_id"] == dag_id for d in dags):
+                return
+            time.sleep(3)
+        raise RuntimeError(f"DAG {dag_id} was not parsed within {timeout} s: {self.log_tail()}")
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return _json(self.cli("dags", "list-runs", dag_id, "-o", "json"))
+
+    def wait_for_runs(
+        self, dag_id: str, count: int, timeout: float, done=("success", "failed")
+    ) -> list[dict]:
+        """Wait until at least ``count`` runs of ``dag_id`` have finished."""
+        deadline = time.monotonic() + timeout
+        runs: list[dict] = []
+        while time.monotonic() < deadline:
+            runs = self.runs(dag_id)
+            if len([r for r in runs if r["state"] in done]) >= count:
+                return runs
+            time.sleep(5)
+        raise RuntimeError(f"{dag_id}: {runs} after {timeout} s\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
