@@ -107,15 +107,13 @@ class AirflowServer:
     def runs(self, dag_id: str) -> list[dict]:
         return _json(self.cli("dags", "list-runs", dag_id, "-o", "json"))
 
-    def wait_for_runs(
-        self, dag_id: str, count: int, timeout: float, done=("success", "failed")
-    ) -> list[dict]:
-        """Wait until at least ``count`` runs of ``dag_id`` have finished."""
+    def wait_for_runs(self, dag_id: str, finished, timeout: float) -> list[dict]:
+        """Poll the runs of ``dag_id`` until ``finished(runs)`` is true."""
         deadline = time.monotonic() + timeout
         runs: list[dict] = []
         while time.monotonic() < deadline:
             runs = self.runs(dag_id)
-            if len([r for r in runs if r["state"] in done]) >= count:
+            if finished(runs):
                 return runs
             time.sleep(5)
         raise RuntimeError(f"{dag_id}: {runs} after {timeout} s\n{self.log_tail()}")

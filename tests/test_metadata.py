@@ -96,3 +96,32 @@ def test_lake_layout_local_and_azure():
         Lake("/x").uri("gold", "netflix", "../other")
     with pytest.raises(ValueError, match="unknown layer"):
         Lake("/x").uri("platinum", "netflix", "t")
+
+
+FORMULA1 = load_pipeline("formula1")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("format", "xml", "sources[4]: format must be csv or json, not 'xml'"),
+        ("write", "append", "sources[4]: write must be replace or merge, not 'append'"),
+        ("keys", [], "sources[4]: a merged table needs 'keys'"),
+        ("keys", ["result id"], "sources[4]: invalid column name 'result id'"),
+        ("schema", "", "sources[4]: 'schema' must be a Spark DDL string"),
+        ("path", "../results.json", "sources[4]: invalid file path '../results.json'"),
+    ],
+)
+def test_bad_drop_sources_are_refused_naming_the_entry(field, value, message):
+    meta = copy.deepcopy(FORMULA1)
+    meta["sources"][4][field] = value
+    with pytest.raises(MetadataError) as error:
+        validate(meta, "include/formula1/pipeline.yaml")
+    assert message in str(error.value)
+
+
+def test_the_shipped_formula1_metadata_is_valid():
+    assert validate(copy.deepcopy(FORMULA1), "formula1") == FORMULA1
+    required = {s["table"]: s.get("required", True) for s in FORMULA1["sources"]}
+    assert required["results"] is False  # the 2021-03-21 cut-over has no results.json
+    assert sum(required.values()) == 7

@@ -50,7 +50,7 @@ def raw_drop_landed(pipeline: str, wait_minutes: int, *, ds=None, data_interval_
     """
     import datetime as dt
 
-    from airflow.exceptions import AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSkipException
 
     from lakehouse.storage import lake_path
 
