@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 
@@ -14,6 +15,17 @@ from lakehouse.sample_data import write_formula1_drops
 
 pytestmark = pytest.mark.e2e
 WEEKS = ["2021-03-21", "2021-03-28", "2021-04-04", "2021-04-11", "2021-04-18"]
+
+
+def finished(runs: list[dict], since: dt.datetime | None = None) -> list[dict]:
+    """Runs that have ended (after ``since``, when given)."""
+    return [
+        r
+        for r in runs
+        if r["state"] in ("success", "failed")
+        and r["end_date"]
+        and (since is None or dt.datetime.fromisoformat(r["end_date"]) > since)
+    ]
 
 
 def silver_versions(lake) -> dict[str, int]:
@@ -40,7 +52,7 @@ def test_catchup_then_backfill_give_the_drop_by_drop_tables(tmp_path):
     try:
         server.wait_for_dag("formula1")
         server.cli("dags", "unpause", "formula1")  # catchup=True: a run per week of the schedule
-        runs = server.wait_for_runs("formula1", len(WEEKS), timeout=1200)
+        runs = server.wait_for_runs("formula1", lambda runs: len(finished(runs)) >= len(WEEKS), timeout=1200)
         states = {r["logical_date"][:10]: r["state"] for r in runs}
         assert states == dict.fromkeys(WEEKS, "success"), server.log_tail()
 
@@ -59,22 +71,19 @@ def test_catchup_then_backfill_give_the_drop_by_drop_tables(tmp_path):
         # A backfill that reprocesses two completed weeks (one with a drop, one without) changes nothing.
         before = silver_versions(lake)
         gold_before = DeltaTable(str(lake / "gold" / "formula1" / "race_results")).version()
+        created = dt.datetime.now(dt.UTC)
         server.cli(
-            "backfill",
-            "create",
-            "--dag-id",
-            "formula1",
-            "--from-date",
-            "2021-03-28",
-            "--to-date",
-            "2021-04-04",
-            "--reprocess-behavior",
-            "completed",
+            *("backfill", "create", "--dag-id", "formula1"),
+            *("--from-date", "2021-03-28", "--to-date", "2021-04-04", "--reprocess-behavior", "completed"),
         )
-        runs = server.wait_for_runs("formula1", len(WEEKS) + 2, timeout=600)
-        backfill = [r for r in runs if r["run_id"].startswith("backfill__")]
-        assert sorted(r["logical_date"][:10] for r in backfill) == ["2021-03-28", "2021-04-04"]
-        assert {r["state"] for r in backfill} == {"success"}
+        # The backfill clears those completed runs and runs them again, under the same run ids.
+        runs = server.wait_for_runs(
+            "formula1", lambda runs: len(finished(runs, since=created)) >= 2, timeout=900
+        )
+        again = finished(runs, since=created)
+        assert sorted(r["logical_date"][:10] for r in again) == ["2021-03-28", "2021-04-04"]
+        assert {r["state"] for r in again} == {"success"}
+        assert len(runs) == len(WEEKS)
         assert silver_versions(lake) == before
         assert DeltaTable(str(lake / "gold" / "formula1" / "race_results")).version() == gold_before
     finally:

@@ -1,7 +1,8 @@
-"""Formula 1 presentation layer: the race years a drop's results touch, recomputed and replaced.
+"""Formula 1 presentation layer: the race years whose results changed, recomputed and replaced.
 
 Each table is partitioned by race_year; only the touched years are rewritten (one commit per
-table), so a drop costs what it changes. Unchanged silver inputs mean nothing is rewritten.
+table), so a drop costs what it changes. Unchanged silver inputs mean nothing is rewritten, so a
+re-run or a backfill of an applied drop changes nothing.
 """
 
 from __future__ import annotations
@@ -22,11 +23,20 @@ BUILDERS = {
 }
 
 
-def touched_years(job: Job, silver: dict) -> list[int]:
-    """Race years of the results this drop delivered."""
-    drop_results = silver["results"].filter(F.col("file_date") == F.to_date(F.lit(job.file_date)))
-    years = drop_results.join(silver["races"], "race_id").select("race_year").distinct().collect()
-    return sorted(row["race_year"] for row in years)
+def touched_years(job: Job, silver: dict, built_from: int | None) -> list[int]:
+    """Race years of the results that changed since the presentation was last built.
+
+    Comparing the results table with its version at the last build (Delta time travel) catches
+    every drop applied since, including one whose own presentation step failed or a late drop.
+    """
+    current = silver["results"].drop("ingestion_date")
+    if built_from is not None:
+        previous = job.engine.read(job.uri("silver", "results"), version=built_from).drop("ingestion_date")
+        current = current.exceptAll(previous)
+    years = (
+        current.select("race_id").distinct().join(silver["races"], "race_id").select("race_year").distinct()
+    )
+    return sorted(row["race_year"] for row in years.collect())
 
 
 def main(argv: list[str]) -> None:
@@ -37,13 +47,14 @@ def main(argv: list[str]) -> None:
     if job.engine.version(inputs["results"]) is None:
         log.info("no results have been delivered yet: no presentation table to build")
         return
-    stamp = job.stale("gold", "race_results", inputs, settings={"file_date": job.file_date})
+    stamp = job.stale("gold", "race_results", inputs)
     if stamp is None:
         return
+    built = job.engine.last_metadata(job.uri("gold", "race_results")).get("stamp", {})
     silver = job.read_inputs(inputs, stamp)
-    years = touched_years(job, silver)
+    years = touched_years(job, silver, built.get("inputs", {}).get("results"))
     if not years:
-        log.info("drop %s delivered no results: presentation tables unchanged", job.file_date)
+        log.info("no results changed since the last build (drop %s): presentation unchanged", job.file_date)
         return
     in_years = F.col("race_year").isin(years)
     results = tf.race_results(
