@@ -60,7 +60,76 @@ def validate(meta: dict, where: str) -> dict:
         _validate_drop_source(source, f"{where} sources[{index}]")
     for table in meta.get("presentation", []):
         _check(NAME, table, "presentation table name", where)
+    if "tables" in meta:
+        _validate_sql_source(meta, where)
     return meta
+
+
+COLUMN_TYPES = ("int", "bigint", "string", "date", "timestamp")
+
+
+def _validate_sql_source(meta: dict, where: str) -> None:
+    """Tables copied from a SQL database by change column, and what gold builds of them."""
+    source = meta.get("source") or {}
+    _check(COLUMN, source.get("conn_id"), "source conn_id", f"{where} source")
+    if source.get("schema") is not None:
+        _check(COLUMN, source["schema"], "source schema", f"{where} source")
+    interval = (meta.get("schedule") or {}).get("interval")
+    if (
+        not isinstance(interval, dict)
+        or not interval
+        or any(k not in ("days", "hours") or not isinstance(v, int) or v <= 0 for k, v in interval.items())
+    ):
+        raise MetadataError(
+            f"{where} schedule: interval must be like {{days: 1}} or {{hours: 6}}, not {interval!r}"
+        )
+    lookback = (meta.get("schedule") or {}).get("lookback_windows", 0)
+    if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
+        raise MetadataError(
+            f"{where} schedule: lookback_windows must be a whole number >= 0, not {lookback!r}"
+        )
+    names = set()
+    for index, spec in enumerate(meta["tables"]):
+        here = f"{where} tables[{index}]"
+        names.add(_check(NAME, spec.get("table"), "table name", here))
+        _check(COLUMN, spec.get("source_table"), "source table name", here)
+        columns = spec.get("columns")
+        if not isinstance(columns, dict) or not columns:
+            raise MetadataError(f"{here}: 'columns' must map each column to one of {COLUMN_TYPES}")
+        for column, kind in columns.items():
+            _check(COLUMN, column, "column name", here)
+            if kind not in COLUMN_TYPES:
+                raise MetadataError(f"{here}: column {column!r} has type {kind!r}, not one of {COLUMN_TYPES}")
+        keys = spec.get("keys") or []
+        if not keys or any(k not in columns for k in keys):
+            raise MetadataError(f"{here}: 'keys' {keys!r} must be listed columns")
+        change = spec.get("change_column")
+        if change not in columns or columns[change] not in ("date", "timestamp"):
+            raise MetadataError(f"{here}: change_column {change!r} must be a listed date or timestamp column")
+        gold = spec.get("gold") or {}
+        if gold:
+            _check(NAME, gold.get("table"), "gold table name", here)
+            if gold.get("scd") == 2:
+                _check(COLUMN, gold.get("surrogate_key"), "surrogate_key", here)
+                for column in gold.get("tracked") or []:
+                    _check(COLUMN, column, "tracked column", here)
+    gold_tables = {spec["gold"]["table"] for spec in meta["tables"] if spec.get("gold")}
+    for table, rules in (meta.get("expectations") or {}).items():
+        if table not in gold_tables:
+            raise MetadataError(f"{where} expectations: {table!r} is not a gold table")
+        for rule in rules:
+            if rule.get("action", "warn") not in ("warn", "drop", "fail") or not rule.get("rule"):
+                raise MetadataError(
+                    f"{where} expectations.{table}: {rule.get('name')!r} needs a rule and an action"
+                )
+    fact = meta.get("fact") or {}
+    for dim in fact.get("dimensions", []):
+        _check(COLUMN, dim.get("column"), "fact dimension column", f"{where} fact")
+        if dim.get("table") not in names:
+            raise MetadataError(f"{where} fact: dimension table {dim.get('table')!r} is not a source table")
+    for index, view in enumerate(meta.get("views", [])):
+        _check(NAME, view.get("table"), "view table name", f"{where} views[{index}]")
+        _check_path(view.get("template"), f"{where} views[{index}]")
 
 
 def _validate_drop_source(source: dict, here: str) -> None:

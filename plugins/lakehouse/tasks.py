@@ -31,6 +31,57 @@ def fetch_http_file(pipeline: str, conn_id: str, source: dict) -> dict:
     return fetch_to_raw(pipeline, source, conn_id)
 
 
+@task(map_index_template="{{ table_name }}")
+def extract_sql_table(
+    pipeline: str,
+    source: dict,
+    grid: dict,
+    spec: dict,
+    *,
+    params=None,
+    run_id=None,
+    data_interval_start=None,
+    data_interval_end=None,
+    outlet_events=None,
+) -> dict:
+    """Copy one table's rows of the run's window(s) to bronze (mapped per table).
+
+    No rows: nothing is written and the task is skipped, so the table's gap shows in the grid.
+    """
+    import datetime as dt
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lakehouse.sql_ingest import extract_table, run_windows
+
+    get_current_context()["table_name"] = spec["table"]
+    origin = dt.datetime.combine(dt.date.fromisoformat(grid["start_date"]), dt.time(), tzinfo=dt.UTC)
+    lookback = params.get("lookback_windows")
+    windows = run_windows(
+        interval_start=data_interval_start,
+        interval_end=data_interval_end,
+        origin=origin,
+        step=dt.timedelta(**grid["interval"]),
+        from_date=params.get("from_date"),
+        to_date=params.get("to_date"),
+        lookback_windows=grid["lookback_windows"] if lookback is None else lookback,
+    )
+    summary = extract_table(pipeline, spec, source, windows, run_id)
+    if not summary["windows"]:
+        raise AirflowSkipException(
+            f"{spec['table']}: no rows with {spec['change_column']} in "
+            f"[{windows[0].start:%Y-%m-%d %H:%M}, {windows[-1].end:%Y-%m-%d %H:%M}): nothing written, "
+            "downstream work for this table skipped"
+        )
+    outlet_events[lake_asset("bronze", pipeline, "tables")].extra = {
+        "table": spec["table"],
+        "run_id": run_id,
+        "rows": summary["rows"],
+        "windows": summary["windows"],
+    }
+    return summary
+
+
 @task.sensor(poke_interval=15, timeout=600, mode="reschedule")
 def raw_file_landed(pipeline: str, table: str) -> PokeReturnValue:
     """Validation before transforms start: at least one complete raw file of ``table`` exists."""
