@@ -91,11 +91,35 @@ class DeltaEngine(ABC):
                 parts.append(f"{self.ident(col)} = {_literal(val, backslash_escapes=self.backslash_escapes)}")
         return " AND ".join(parts)
 
-    def merge_conditions(self, keys: list[str], newer_by: str | None) -> tuple[str, str | None]:
-        """The join on ``keys``, and the update guard: a source row wins only if not older."""
+    def merge_conditions(
+        self, keys: list[str], newer_by: str | None, order_by: list[str] | None = None
+    ) -> tuple[str, str | None]:
+        """The join on ``keys``, and the update guard: a source row wins only if not older
+        (``newer_by``), or only if strictly greater by ``order_by`` (see ``order_guard``)."""
+        if newer_by and order_by:
+            raise ValueError("a merge takes newer_by or order_by, not both")
         join = " AND ".join(f"t.{self.ident(k)} = s.{self.ident(k)}" for k in keys)
         guard = f"s.{self.ident(newer_by)} >= t.{self.ident(newer_by)}" if newer_by else None
+        if order_by:
+            guard = self.order_guard(order_by)
         return join, guard
+
+    def order_guard(self, order_by: list[str]) -> str:
+        """``s`` strictly greater than ``t`` by the columns in order (lexicographically), NULL lowest.
+
+        ``[a, b]`` gives ``(s.a > t.a) OR (s.a = t.a AND s.b > t.b)``, with NULL-safe equality and
+        a value counting as greater than NULL: equal rows, and older ones, never win.
+        """
+        if not order_by:
+            raise ValueError("order_by needs at least one column")
+        terms = []
+        for i, column in enumerate(order_by):
+            c = self.ident(column)
+            # parenthesised: DataFusion binds IS NOT DISTINCT FROM more loosely than AND
+            equal = [f"(s.{self.ident(p)} IS NOT DISTINCT FROM t.{self.ident(p)})" for p in order_by[:i]]
+            greater = f"(s.{c} > t.{c} OR (s.{c} IS NOT NULL AND t.{c} IS NULL))"
+            terms.append("(" + " AND ".join([*equal, greater]) + ")")
+        return " OR ".join(terms)
 
     # -- the interface ----------------------------------------------------------------------
     @abstractmethod
@@ -143,12 +167,15 @@ class DeltaEngine(ABC):
         metadata: dict | None = None,
         newer_by: str | None = None,
         partition_by: list[str] | None = None,
+        order_by: list[str] | None = None,
     ) -> dict:
         """Upsert on ``keys``: update matched rows, insert the rest. Returns row counts.
 
         With ``newer_by`` (a column such as ``file_date``), a matched row is only updated by a
         source row whose value is not older, so a late, older delivery never overwrites newer data.
-        ``partition_by`` applies when the merge creates the table.
+        With ``order_by`` (columns such as ``[updated_at, _row_hash]``), only by a source row
+        strictly greater by those columns in order: an older row, or the same row delivered
+        again, changes nothing. ``partition_by`` applies when the merge creates the table.
         """
 
     @abstractmethod
@@ -228,7 +255,8 @@ class DeltaRsEngine(DeltaEngine):
             commit_properties=self._props(metadata),
         )
 
-    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None) -> dict:
+    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None, order_by=None) -> dict:
+        condition, guard = self.merge_conditions(keys, newer_by, order_by)
         data = df.toArrow()
         if not self.exists(uri):
             from deltalake import write_deltalake
@@ -242,7 +270,6 @@ class DeltaRsEngine(DeltaEngine):
                 commit_properties=self._props(metadata),
             )
             return {"inserted": data.num_rows, "updated": 0}
-        condition, guard = self.merge_conditions(keys, newer_by)
         metrics = (
             self._table(uri)
             .merge(
@@ -329,11 +356,11 @@ class DeltaSparkEngine(DeltaEngine):
             writer = writer.option("overwriteSchema", "true")
         writer.save(uri)
 
-    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None) -> dict:
+    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None, order_by=None) -> dict:
+        condition, guard = self.merge_conditions(keys, newer_by, order_by)
         if not self.exists(uri):
             self._writer(df, "append", metadata, partition_by).save(uri)
             return {"inserted": df.count(), "updated": 0}
-        condition, guard = self.merge_conditions(keys, newer_by)
         conf_key = "spark.databricks.delta.commitInfo.userMetadata"
         self.spark.conf.set(conf_key, json.dumps(metadata or {}, sort_keys=True))
         try:
