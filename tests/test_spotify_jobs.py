@@ -543,3 +543,15 @@ def test_a_manifest_that_disagrees_with_its_file_stops_silver(spark, tmp_path):
     assert artists.schema().to_arrow().names == [*SPECS["artists"]["columns"], "_window", "_row_hash"]
     run(silver, lake, "again", None, tables="artists")
     assert DeltaTable(str(lake / "silver" / "spotify" / "artists")).version() == 0  # created once
+
+
+def test_a_deleted_silver_table_is_rebuilt_from_every_window(spark, tmp_path):
+    lake = tmp_path / "lake"
+    write_windows(lake, [W7, W8], late=False)
+    run(silver, lake, "s1", None, tables="users")
+    users = lake / "silver" / "spotify" / "users"
+    built = read(lake, "silver", "users")
+    shutil.rmtree(users)  # _applied_windows still lists users' windows
+    run(silver, lake, "s2", None, tables="users")
+    assert audit(lake, "s2")[("silver", "users", "windows_pending")] == 2
+    assert read(lake, "silver", "users") == built

@@ -240,7 +240,8 @@ class Star:
 def replace_if_changed(job: Job, name: str, df, stamp: dict) -> None:
     """Replace ``gold.<name>`` in one commit, unless it holds exactly these rows already."""
     uri = job.uri("gold", name)
-    if job.engine.exists(uri) and tf.same_content(df, job.engine.read(uri)):
+    version = job.engine.version(uri)
+    if version is not None and tf.same_content(df, job.engine.read(uri, version=version)):
         log.info("gold.%s: content unchanged: no commit", name)
         job.count("gold", name, "rows_written", 0)
         return
@@ -251,7 +252,8 @@ def merge_changed_facts(job: Job, name: str, df, keys: list[str], stamp: dict) -
     """Merge by ``keys`` only the rows that are new or differ from the stored ones."""
     uri = job.uri("gold", name)
     metadata = {"stamp": stamp, "run_id": job.run_id, "job": job.name}
-    existing = job.engine.read(uri) if job.engine.exists(uri) else None
+    version = job.engine.version(uri)
+    existing = None if version is None else job.engine.read(uri, version=version)  # pinned: merged below
     if existing is None or [f.simpleString() for f in existing.schema.fields] != [
         f.simpleString() for f in df.schema.fields
     ]:

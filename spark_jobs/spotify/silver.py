@@ -130,7 +130,8 @@ def silver_rows(df, spec: dict, rules: dict):
 def apply_table(job: Job, spec: dict) -> None:
     table, uri = spec["table"], job.uri("silver", spec["table"])
     rules = job.config.get("silver") or {}
-    done = applied_windows(job, table)
+    # Records of applied windows count only while the table they went into exists.
+    done = applied_windows(job, table) if job.engine.exists(uri) else set()
     pending = [m for m in manifests(job, table) if (m["window"], m["sha256"]) not in done]
     job.count("silver", table, "windows_pending", len(pending))
     if not pending:
