@@ -95,6 +95,7 @@ def run_windows(
     ``from_date``/``to_date`` range (a manual re-extraction), always on the schedule's grid."""
     if not isinstance(lookback_windows, int) or isinstance(lookback_windows, bool) or lookback_windows < 0:
         raise ParamError(f"parameter lookback_windows: {lookback_windows!r} must be a whole number >= 0")
+    interval_start, interval_end = _plain(interval_start), _plain(interval_end)
     start, end = parse_date_param("from_date", from_date), parse_date_param("to_date", to_date)
     if (start is None) != (end is None):
         raise ParamError("parameters from_date and to_date must be given together")
@@ -104,6 +105,11 @@ def run_windows(
             interval_start = interval_end - step
         start, end = interval_start - lookback_windows * step, interval_end
     return grid_windows(start, end, origin, step)
+
+
+def _plain(moment: dt.datetime) -> dt.datetime:
+    """A standard-library UTC datetime (Airflow passes pendulum ones, whose arithmetic differs)."""
+    return dt.datetime.fromtimestamp(moment.timestamp(), dt.UTC)
 
 
 # -- the query ---------------------------------------------------------------------------------
