@@ -40,39 +40,43 @@ def _body(message) -> str:
     )
 
 
-@pytest.mark.e2e
-def test_a_task_failing_for_good_sends_one_email_after_its_last_try(airflow_db, lake, tmp_path, monkeypatch):
-    inbox = Inbox()
+@pytest.fixture
+def inbox(monkeypatch):
+    """A real SMTP server on 127.0.0.1, set up as Airflow's smtp_default; yields what it receives."""
+    received = Inbox()
     port = _free_port()
-    controller = aiosmtpd.Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = aiosmtpd.Controller(received, hostname="127.0.0.1", port=port)
     controller.start()
-    source = tmp_path / "source"
-    write_netflix_sample(source, titles=20, seed=1)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@localhost"},
+            }
+        ),
+    )
+    monkeypatch.setenv("ALERT_EMAILS", "data-oncall@example.com, lead@example.com")
+    monkeypatch.setenv("LAKEHOUSE_RETRIES", "1")
+    monkeypatch.setenv("LAKEHOUSE_RETRY_DELAY_SECONDS", "0")
     try:
-        with FileServer(source) as server:
-            server.faults["netflix_directors.csv"] = 404
-            monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
-            monkeypatch.setenv(
-                "AIRFLOW_CONN_SMTP_DEFAULT",
-                json.dumps(
-                    {
-                        "conn_type": "smtp",
-                        "host": "127.0.0.1",
-                        "port": port,
-                        "extra": {
-                            "disable_tls": True,
-                            "disable_ssl": True,
-                            "from_email": "airflow@localhost",
-                        },
-                    }
-                ),
-            )
-            monkeypatch.setenv("ALERT_EMAILS", "data-oncall@example.com, lead@example.com")
-            monkeypatch.setenv("LAKEHOUSE_RETRIES", "1")
-            monkeypatch.setenv("LAKEHOUSE_RETRY_DELAY_SECONDS", "0")
-            result = run_dag("netflix", logical_date=dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+        yield received
     finally:
         controller.stop()
+
+
+@pytest.mark.e2e
+def test_a_task_failing_for_good_sends_one_email_after_its_last_try(
+    airflow_db, lake, tmp_path, monkeypatch, inbox
+):
+    source = tmp_path / "source"
+    write_netflix_sample(source, titles=20, seed=1)
+    with FileServer(source) as server:
+        server.faults["netflix_directors.csv"] = 404
+        monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
+        result = run_dag("netflix", logical_date=dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
 
     assert result.state == "failed"
     assert result.tasks["fetch_http_file[4]"] == "failed"
@@ -87,3 +91,37 @@ def test_a_task_failing_for_good_sends_one_email_after_its_last_try(airflow_db, 
     assert "<td>Try</td><td>2</td>" in body  # the second and last try, not the first
     assert "[4]" in body  # the map index of the failed file
     assert "/log" in body or "log" in body.lower()
+
+
+def test_spotify_ingestion_failing_sends_one_email_per_failed_table(
+    airflow_db, lake, tmp_path, monkeypatch, inbox
+):
+    """The source database lost a table: that table's task fails for real, the others succeed."""
+    import sqlalchemy as sa
+
+    from lakehouse.spotify_source import create_schema
+
+    path = tmp_path / "source.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text('DROP TABLE "DimArtist"'))
+    engine.dispose()
+    monkeypatch.setenv("AIRFLOW_CONN_SPOTIFY_SQL", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+
+    result = run_dag("spotify_ingest", logical_date=dt.datetime(2025, 9, 8, tzinfo=dt.UTC))
+
+    assert result.state == "failed"
+    assert result.tasks["extract_sql_table[1]"] == "failed"  # artists, the second table of the metadata
+    assert (
+        sorted(state for key, state in result.tasks.items() if key != "extract_sql_table[1]")
+        == ["skipped"] * 4
+    )  # the empty tables: nothing to copy
+    assert len(inbox.messages) == 1, [m["Subject"] for m in inbox.messages]
+    message = inbox.messages[0]
+    assert message["Subject"] == f"[Airflow] spotify_ingest.extract_sql_table failed ({result.run_id})"
+    body = _body(message)
+    assert "no such table: DimArtist" in body
+    assert "<td>Try</td><td>2</td>" in body
+    assert "2025-09-08" in body
+    assert "[artists]" in body or "[1]" in body
