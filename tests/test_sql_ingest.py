@@ -107,6 +107,22 @@ def test_identifiers_are_quoted_by_the_dialect_and_bounds_are_bound(dialect, exp
     assert set(compiled.params) == {"lower", "upper"}
 
 
+def test_the_production_dialect_gets_its_own_quoting_through_the_mssql_hook(monkeypatch):
+    """Azure SQL Database: the connection's hook (MsSqlHook, pymssql) builds the engine; no server
+    is needed to compile the query."""
+    from airflow.sdk import BaseHook
+
+    conn = {"conn_type": "mssql", "host": "srv.database.windows.net", "login": "u", "password": "p"}
+    monkeypatch.setenv("AIRFLOW_CONN_AZURE_SQL", json.dumps({**conn, "schema": "spotify", "port": 1433}))
+    engine = BaseHook.get_connection("azure_sql").get_hook().get_sqlalchemy_engine()
+    assert engine.url.drivername == "mssql+pymssql"
+    sql = str(
+        build_query(engine, SPEC, "dbo", dt.datetime(2025, 9, 7), dt.datetime(2025, 9, 8)).compile(engine)
+    )
+    assert "FROM [dbo].[DimUser]" in sql
+    assert "[dbo].[DimUser].[updated_at] >= %(lower)s" in sql
+
+
 # -- landing, against a real SQLite database ----------------------------------------------------
 @pytest.fixture
 def source(tmp_path, monkeypatch, lake, airflow_db):
