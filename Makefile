@@ -28,12 +28,14 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export PYTHONPATH := $(CURDIR)/plugins
 export AIRFLOW_CONN_SPARK_LOCAL ?= {"conn_type": "spark", "host": "local[2]"}
+# The Spotify source database: `make demo` generates this SQLite file (PostgreSQL or Azure SQL elsewhere).
+export AIRFLOW_CONN_SPOTIFY_SQL ?= {"conn_type": "sqlite", "host": "$(CURDIR)/.demo/spotify.db"}
 export AIRFLOW_CONN_NETFLIX_HTTP ?= {"conn_type": "http", "host": "https://raw.githubusercontent.com/anshlambagit/Netflix_Azure_Data_Engineering_Project/main/RawData_AND_Notebooks/"}
 
 .PHONY: help venv lint format test demo airflow bench lock clean
 
 help:
-	@echo "make demo     set up (first time) and run the Netflix DAG end to end on sample data"
+	@echo "make demo     set up (first time) and run the Netflix, Formula 1 and Spotify DAGs on sample data"
 	@echo "make test     set up (first time), lint, and run the whole test suite"
 	@echo "make airflow  open the DAGs in the Airflow UI (airflow standalone) on http://localhost:8080"
 	@echo "make bench    DAG parse time and the Netflix DAG's end-to-end time, split by phase"
