@@ -63,8 +63,16 @@ def as_set(rows: list[dict]) -> Counter:
     return Counter(tuple(sorted(r.items())) for r in rows)
 
 
+def naive_utc(value):
+    """Delta's timestamps come back in UTC with a zone; the source's are UTC without one."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
 def delta_rows(lake, layer: str, table: str) -> list[dict]:
-    return DeltaTable(str(lake / layer / "spotify" / table)).to_pyarrow_table().to_pylist()
+    rows = DeltaTable(str(lake / layer / "spotify" / table)).to_pyarrow_table().to_pylist()
+    return [{k: naive_utc(v) for k, v in row.items()} for row in rows]
 
 
 def gold_content(lake) -> dict[str, Counter]:
