@@ -125,3 +125,45 @@ def test_the_shipped_formula1_metadata_is_valid():
     required = {s["table"]: s.get("required", True) for s in FORMULA1["sources"]}
     assert required["results"] is False  # the 2021-03-21 cut-over has no results.json
     assert sum(required.values()) == 7
+
+
+SPOTIFY = load_pipeline("spotify")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["tables", 0, "table"], "Users", "tables[0]: invalid table name 'Users'"),
+        (
+            ["tables", 0, "source_table"],
+            'DimUser"; DROP TABLE x; --',
+            "tables[0]: invalid source table name 'DimUser\"; DROP TABLE x; --'",
+        ),
+        (["tables", 1, "columns"], {"artist id": "int"}, "tables[1]: invalid column name 'artist id'"),
+        (["tables", 1, "columns", "genre"], "text", "column 'genre' has type 'text'"),
+        (["tables", 2, "keys"], ["nope"], "tables[2]: 'keys' ['nope'] must be listed columns"),
+        (["tables", 2, "change_column"], "track_name", "change_column 'track_name' must be a listed date"),
+        (["tables", 0, "gold", "tracked"], ["user name"], "invalid tracked column 'user name'"),
+        (["source", "conn_id"], "spotify sql", "invalid source conn_id 'spotify sql'"),
+        (["source", "schema"], "dbo; --", "invalid source schema 'dbo; --'"),
+        (["schedule", "interval"], {"weeks": 1}, "interval must be like {days: 1}"),
+        (["schedule", "lookback_windows"], -1, "lookback_windows must be a whole number >= 0"),
+        (["expectations", "dim_nope"], [], "'dim_nope' is not a gold table"),
+        (["fact", "dimensions", 0, "table"], "people", "dimension table 'people' is not a source table"),
+        (["views", 0, "template"], "sql/../../secret.sql", "must not contain '..'"),
+    ],
+)
+def test_bad_sql_source_metadata_is_refused_naming_the_entry(path, value, message):
+    meta = copy.deepcopy(SPOTIFY)
+    target = meta
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(MetadataError) as error:
+        validate(meta, "spotify.yaml")
+    assert message in str(error.value)
+
+
+def test_the_shipped_spotify_metadata_is_valid():
+    assert [t["table"] for t in SPOTIFY["tables"]] == ["users", "artists", "tracks", "dates", "streams"]
+    assert SPOTIFY["schedule"]["lookback_windows"] == 0
