@@ -148,6 +148,8 @@ SPOTIFY = load_pipeline("spotify")
         (["source", "schema"], "dbo; --", "invalid source schema 'dbo; --'"),
         (["schedule", "interval"], {"weeks": 1}, "interval must be like {days: 1}"),
         (["schedule", "lookback_windows"], -1, "lookback_windows must be a whole number >= 0"),
+        (["schedule", "start_date"], "2025-09-07", "start_date must be a date (YYYY-MM-DD, unquoted)"),
+        (["schedule", "end_date"], "soon", "end_date must be a date"),
         (["expectations", "dim_nope"], [], "'dim_nope' is not a gold table"),
         (["fact", "dimensions", 0, "table"], "people", "dimension table 'people' is not a source table"),
         (["views", 0, "template"], "sql/../../secret.sql", "must not contain '..'"),

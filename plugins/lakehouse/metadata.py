@@ -6,6 +6,7 @@ entry fails the DAG import with a message naming the file and the entry.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from functools import cache
 from pathlib import PurePosixPath
@@ -83,6 +84,13 @@ def _validate_sql_source(meta: dict, where: str) -> None:
         raise MetadataError(
             f"{where} schedule: interval must be like {{days: 1}} or {{hours: 6}}, not {interval!r}"
         )
+    schedule = meta.get("schedule") or {}
+    for name in ("start_date", "end_date"):
+        value = schedule.get(name)
+        if (value is not None or name == "start_date") and type(value) is not dt.date:
+            raise MetadataError(
+                f"{where} schedule: {name} must be a date (YYYY-MM-DD, unquoted), not {value!r}"
+            )
     lookback = (meta.get("schedule") or {}).get("lookback_windows", 0)
     if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
         raise MetadataError(
