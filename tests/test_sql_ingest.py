@@ -218,3 +218,28 @@ def test_a_missing_source_table_fails_naming_it(source, lake):
     spec = {**SPEC, "source_table": "NoSuchTable"}
     with pytest.raises(sa.exc.OperationalError, match="NoSuchTable"):
         extract_table("spotify", spec, source, _windows(7, 8), "run_1")
+
+
+def test_concurrent_runs_of_one_table_land_every_window_and_a_true_watermark(source, lake):
+    """Catch-up and backfill run days in parallel: each writes its own window, and all of them
+    rewrite the table's watermark."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        summaries = list(
+            pool.map(
+                lambda d: extract_table("spotify", SPEC, source, _windows(d, d + 1), f"run_{d}"),
+                range(7, 11),
+            )
+        )
+    assert [s["rows"] for s in summaries] == [2, 2, 0, 1]
+    folder = lake / "bronze" / "spotify"
+    assert sorted(p.name for p in (folder / "users").iterdir()) == [
+        "20250907T000000.parquet",
+        "20250908T000000.parquet",
+        "20250910T000000.parquet",
+    ]
+    assert not list(folder.rglob(".*"))  # no temporary file left behind
+    watermark = json.loads((folder / "_watermarks" / "users.json").read_text())
+    assert watermark["last_change_value"] == "2025-09-10T08:00:00"
+    assert watermark["windows_landed"] == 3

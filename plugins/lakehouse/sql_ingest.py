@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 
 from lakehouse.metadata import NAME
@@ -252,9 +253,7 @@ def land_window(pipeline: str, spec: dict, window: Window, data: bytes, rows: in
         log.info("%s window %s: %s rows, unchanged since run %s", table, wid, rows, previous["run_id"])
         return {**previous, "status": "unchanged"}
     folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{wid}.parquet.tmp"
-    staging.write_bytes(data)
-    staging.rename(final)
+    write_atomically(final, data)
     manifest = {
         "table": table,
         "source_table": spec["source_table"],
@@ -270,39 +269,62 @@ def land_window(pipeline: str, spec: dict, window: Window, data: bytes, rows: in
         "extracted_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     manifest_file.parent.mkdir(parents=True, exist_ok=True)
-    manifest_file.write_text(json.dumps(manifest, indent=2))
+    write_atomically(manifest_file, json.dumps(manifest, indent=2).encode())
     replaced = f" (replaced {previous['rows']} rows of run {previous['run_id']})" if previous else ""
     log.info("%s window %s: landed %s rows as %s%s", table, wid, rows, final, replaced)
     return {**manifest, "status": "landed"}
 
 
+def landed_manifests(pipeline: str, table: str) -> list[dict]:
+    folder = lake_path("bronze", pipeline, "_windows", table)
+    return [
+        json.loads(p.read_text())
+        for p in folder.iterdir()
+        if p.name.endswith(".json") and not p.name.startswith(".")
+    ]
+
+
 def refresh_watermark(pipeline: str, spec: dict) -> dict | None:
     """Recompute the table's watermark from the manifests of landed windows.
 
-    Computed from what has landed only, so it can lag (a concurrent run), never lead.
+    Computed from what has landed only, so it never leads. Concurrent runs (catch-up, backfill)
+    each write it; a writer that finds, after writing, windows it did not count writes again,
+    so the last writer's record counts every window landed before it finished.
     """
-    folder = lake_path("bronze", pipeline, "_windows", spec["table"])
-    manifests = [json.loads(p.read_text()) for p in folder.iterdir() if p.name.endswith(".json")]
-    if not manifests:
-        return None
-    newest = max(manifests, key=lambda m: (m["max_change"], m["window"]))
-    record = {
-        "table": spec["table"],
-        "source_table": spec["source_table"],
-        "change_column": spec["change_column"],
-        "last_change_value": newest["max_change"],
-        "last_window": newest["window"],
-        "last_window_end": max(m["window_end"] for m in manifests),
-        "run_id": newest["run_id"],
-        "windows_landed": len(manifests),
-        "updated_at": dt.datetime.now(dt.UTC).isoformat(),
-    }
-    path = watermark_path(pipeline, spec["table"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.name}.tmp"
-    staging.write_text(json.dumps(record, indent=2))
-    staging.rename(path)
+    for _ in range(5):
+        manifests = landed_manifests(pipeline, spec["table"])
+        if not manifests:
+            return None
+        newest = max(manifests, key=lambda m: (m["max_change"], m["window"]))
+        record = {
+            "table": spec["table"],
+            "source_table": spec["source_table"],
+            "change_column": spec["change_column"],
+            "last_change_value": newest["max_change"],
+            "last_window": newest["window"],
+            "last_window_end": max(m["window_end"] for m in manifests),
+            "run_id": newest["run_id"],
+            "windows_landed": len(manifests),
+            "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        path = watermark_path(pipeline, spec["table"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps(record, indent=2).encode())
+        if _fingerprint(landed_manifests(pipeline, spec["table"])) == _fingerprint(manifests):
+            break
     return record
+
+
+def _fingerprint(manifests: list[dict]) -> set[tuple[str, str]]:
+    return {(m["window"], m["sha256"]) for m in manifests}
+
+
+def write_atomically(path, data: bytes) -> None:
+    """Write under a hidden name unique to this writer, then rename: readers (Spark, a concurrent
+    run listing manifests) see the old file or the new one, never half of one."""
+    staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    staging.write_bytes(data)
+    staging.rename(path)
 
 
 def extract_table(pipeline: str, spec: dict, source: dict, windows: list[Window], run_id: str) -> dict:
