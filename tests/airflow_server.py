@@ -1,7 +1,10 @@
 """A real Airflow for tests that need the scheduler: ``airflow standalone`` in its own home.
 
 It runs the scheduler (LocalExecutor), the DAG processor, the triggerer and the API server, with
-its own SQLite metadata DB and the environment the test gives it, on a free port of 127.0.0.1.
+its own metadata DB and the environment the test gives it, on a free port of 127.0.0.1. The metadata
+DB is a new database on the local PostgreSQL server (dropped at stop), as in a real deployment;
+where that server is not reachable, SQLite in the server's home (where a CLI command racing the
+scheduler can meet "database is locked", so commands are retried).
 """
 
 from __future__ import annotations
@@ -24,6 +27,39 @@ def _json(output: str):
     """The JSON a CLI command printed, past any log lines before it."""
     lines = [line for line in output.splitlines() if line.startswith(("[", "{"))]
     return json.loads(lines[-1]) if lines else []
+
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def _postgres_database() -> str | None:
+    """A new, empty database on the local PostgreSQL server, or None if it is not reachable."""
+    try:
+        import psycopg2
+        from psycopg2 import sql
+    except ImportError:
+        return None
+    name = f"airflow_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+    try:
+        conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    except psycopg2.OperationalError:
+        return None
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    conn.close()
+    return name
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
 
 
 def _free_port() -> int:
@@ -52,11 +88,20 @@ class AirflowServer:
             "PYTHONPATH": str(ROOT / "plugins"),
         }
         self.process: subprocess.Popen | None = None
+        self.database = _postgres_database()
+        if self.database:
+            self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
+                f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{self.database}"
+            )
 
     def cli(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run(
-            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=False
-        )
+        for attempt in range(5):
+            done = subprocess.run(
+                [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, check=False
+            )
+            if done.returncode == 0 or "database is locked" not in done.stderr:
+                break
+            time.sleep(2 * (attempt + 1))  # SQLite only: the scheduler held the write lock
         if check and done.returncode != 0:
             raise RuntimeError(
                 f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -125,3 +170,6 @@ class AirflowServer:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        if self.database:
+            _drop_postgres_database(self.database)
+            self.database = None
