@@ -1,9 +1,14 @@
-"""``make demo``: the Netflix and Formula 1 DAGs end to end on generated files, on this machine only.
+"""``make demo``: the Netflix, Formula 1 and Spotify DAGs end to end on generated data, on this
+machine only.
 
 Sets up a local Airflow home (SQLite) if needed, writes sample files, serves them on 127.0.0.1,
 runs the DAG with ``airflow dags test`` while printing each task as it finishes, and ends with
 every lake table written: layer, rows and Delta version. Running it again shows that unchanged
 sources rewrite nothing.
+
+Spotify's source is a generated SQLite database (``.demo/spotify.db``): a few days ingested one
+daily window at a time, then one more day of source changes ingested the same way, then one
+transform run; it prints the SCD2 history gold built for users who changed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from lakehouse import settings
 from lakehouse.devserver import FileServer
 from lakehouse.reporting import catalog, format_table
 from lakehouse.sample_data import write_formula1_drops, write_netflix_sample
-from lakehouse.storage import layer_uri
+from lakehouse.storage import layer_uri, table_uri
 
 TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
 NEW_STATE = re.compile(r"new_state=(\w+)")
@@ -100,6 +105,163 @@ def demo_formula1(airflow: str) -> bool:
     return all(timed_run(airflow, "formula1", day, {}) for day in days)
 
 
+# Spotify: generated days in a SQLite source, ingested window by window, one more day of changes.
+SPOTIFY_START = dt.date(2025, 9, 7)  # the pipeline's start_date (include/spotify/pipeline.yaml)
+SPOTIFY_DAYS = 3  # generated: 2025-09-07 .. 2025-09-09; then one more day of changes
+SPOTIFY_SIZE = {"users": 300, "artists": 100, "tracks": 400, "streams_per_day": 500}
+SPOTIFY_CHANGES = 0.05  # of each dimension's rows, per day
+SPOTIFY_SEED = 7
+SCD2_COLUMNS = ["user_id", "user_name", "subscription_type", "valid_from", "valid_to", "is_current"]
+
+
+def spotify_logical_date(day: dt.date) -> str:
+    """The logical date of a manual run whose data interval is ``day``: the day after, at midnight
+    (a manual run's interval is the interval before its logical date)."""
+    return (day + dt.timedelta(days=1)).isoformat() + "T00:00:00+00:00"
+
+
+def spotify_source(path: Path, extra_day: dt.date, *, generate_only: bool) -> None:
+    """Generate the source at ``path`` unless it is there; without ``generate_only``, then add
+    ``extra_day``'s changes unless it has them already (a second ``make demo``).
+
+    A database without the source tables (an empty file, as opening the connection before the
+    demo creates) is generated afresh; so is one that has the extra day while the lake has no
+    Spotify windows (the lake was deleted): a source keeps only each row's latest state, so the
+    versions the history is built from would be gone.
+    """
+    import sqlalchemy as sa
+
+    from lakehouse.spotify_source import apply_changes, generate
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        if generate_only and path.exists():
+            windows = Path(layer_uri("bronze")) / "spotify" / "_windows"
+            last = last_stream_day(engine)
+            why = None
+            if last is None:
+                why = "has no source tables"
+            elif last >= extra_day and not windows.exists():
+                why = f"has {extra_day}'s changes, the lake no Spotify windows"
+            if why:
+                say(f"{path} {why}: generating it again")
+                engine.dispose()
+                path.unlink()
+        if generate_only:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                counts = generate(
+                    engine,
+                    start=SPOTIFY_START,
+                    days=SPOTIFY_DAYS,
+                    change_fraction=SPOTIFY_CHANGES,
+                    seed=SPOTIFY_SEED,
+                    **SPOTIFY_SIZE,
+                )
+                say(f"Generated {path}: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+            else:
+                say(f"Using the source database {path} (delete .demo/ to generate a new one)")
+        elif (last_stream_day(engine) or dt.date.min) < extra_day:
+            changed = apply_changes(engine, extra_day, SPOTIFY_CHANGES, seed=SPOTIFY_SEED)
+            say(
+                f"Changed the source on {extra_day}: "
+                + ", ".join(f"{k} {v} rows" for k, v in changed.items())
+            )
+        else:
+            say(f"The source has {extra_day}'s changes already")
+    finally:
+        engine.dispose()
+
+
+def last_stream_day(engine) -> dt.date | None:
+    """The day of the source's last stream; None when it has no source tables (a database file
+    that a connection created empty)."""
+    import sqlalchemy as sa
+
+    if not sa.inspect(engine).has_table("FactStream"):
+        return None
+    with engine.connect() as conn:
+        last = conn.execute(sa.text('SELECT MAX("stream_timestamp") FROM "FactStream"')).scalar_one()
+    return dt.date.fromisoformat(str(last)[:10]) if last else dt.date.min
+
+
+def is_demo_source(connection: str | None, path: Path) -> bool:
+    """Whether connection ``spotify_sql`` (its ``AIRFLOW_CONN_SPOTIFY_SQL`` value) is unset or is the
+    demo's own SQLite file (as the Makefile sets it), which the demo may create and change."""
+    if not connection:
+        return True
+    try:
+        value = json.loads(connection)
+    except ValueError:  # a URI: sqlite:////abs/path.db
+        kind, _, rest = connection.partition("://")
+        value = {"conn_type": kind, "host": "/" + rest.lstrip("/")} if kind == "sqlite" else {}
+    if not isinstance(value, dict) or value.get("conn_type") != "sqlite" or not value.get("host"):
+        return False
+    return Path(value["host"]).expanduser().resolve() == path.resolve()
+
+
+def demo_spotify(airflow: str) -> bool:
+    path = settings.REPO_ROOT / ".demo" / "spotify.db"
+    days = [SPOTIFY_START + dt.timedelta(days=i) for i in range(SPOTIFY_DAYS)]
+    extra_day = days[-1] + dt.timedelta(days=1)
+    say("\nSpotify: a SQL source, one spotify_ingest run per daily window, then spotify_transform once")
+    own = not is_demo_source(os.environ.get("AIRFLOW_CONN_SPOTIFY_SQL"), path)
+    if own:
+        say(
+            "Using your connection spotify_sql (AIRFLOW_CONN_SPOTIFY_SQL): nothing generated or changed in it"
+        )
+    else:
+        spotify_source(path, extra_day, generate_only=True)
+        os.environ["AIRFLOW_CONN_SPOTIFY_SQL"] = json.dumps({"conn_type": "sqlite", "host": str(path)})
+    started = time.monotonic()
+    ok = all(timed_run(airflow, "spotify_ingest", spotify_logical_date(day), {}) for day in days)
+    if ok and not own:
+        spotify_source(path, extra_day, generate_only=False)
+    ok = ok and timed_run(airflow, "spotify_ingest", spotify_logical_date(extra_day), {})
+    # Under `dags test` no scheduler sees the bronze Asset's events, so the transform is run here.
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    ok = ok and timed_run(airflow, "spotify_transform", now, {})
+    if ok:
+        print_scd2_history()
+    say(f"Spotify: {time.monotonic() - started:.0f} s for {len(days) + 1} ingest runs and one transform run")
+    return ok
+
+
+def print_scd2_history(users: int = 3) -> None:
+    """The versions gold/spotify/dim_user holds for a few users that changed (a change of
+    country is a new version too, though not a column shown here)."""
+    from deltalake import DeltaTable
+
+    rows = (
+        DeltaTable(table_uri("gold", "spotify", "dim_user"))
+        .to_pyarrow_table(columns=SCD2_COLUMNS)
+        .to_pylist()
+    )
+    versions: dict[int, list[dict]] = {}
+    for row in rows:
+        versions.setdefault(row["user_id"], []).append(row)
+    changed = [uid for uid, v in versions.items() if len(v) > 1]
+    # Users whose subscription changed first (their change shows in these columns), then by id.
+    changed.sort(key=lambda u: (len({r["subscription_type"] for r in versions[u]}) == 1, u))
+    say(
+        f"\nSCD2 history in gold/spotify/dim_user: {len(changed)} of {len(versions)} users have more than "
+        "one version (changed after an earlier version was ingested); a few of them:"
+    )
+    shown = [
+        {c: _cell(v) for c, v in row.items()}
+        for uid in changed[:users]
+        for row in sorted(versions[uid], key=lambda r: r["valid_from"])
+    ]
+    if shown:
+        say(format_table(shown, SCD2_COLUMNS))
+
+
+def _cell(value) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else str(value)
+
+
 def timed_run(airflow: str, dag_id: str, logical_date: str, conf: dict) -> bool:
     started = time.monotonic()
     state = run_dag(airflow, dag_id, logical_date, conf)
@@ -115,10 +277,13 @@ def main() -> int:
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(settings.REPO_ROOT / "dags"))
     os.environ.setdefault("AIRFLOW_CONN_SPARK_LOCAL", '{"conn_type": "spark", "host": "local[2]"}')
     os.environ.setdefault("LAKE_ROOT", str(settings.REPO_ROOT / ".lake"))
+    # A failed task is retried after seconds, not the pipelines' five minutes, while one watches.
+    os.environ.setdefault("LAKEHOUSE_RETRY_DELAY_SECONDS", "10")
     ensure_airflow_db(airflow)
 
     ok = demo_netflix(airflow)
     ok = demo_formula1(airflow) and ok
+    ok = demo_spotify(airflow) and ok
 
     say("\nRaw files landed: " + ", ".join(raw_file_counts(Path(settings.lake_root()))))
     tables = catalog(settings.lake_root())
