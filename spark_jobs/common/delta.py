@@ -212,7 +212,38 @@ class DeltaRsEngine(DeltaEngine):
         return self._table(uri).version()
 
     def read(self, uri: str, version: int | None = None):
-        return self.spark.createDataFrame(self._table(uri, version).to_pyarrow_table())
+        """The table's files read by Spark itself where it can (a local table without partition
+        columns, column mapping or deletion vectors: its data files are then exactly its rows),
+        else the rows through Arrow. Spark reads lazily and in parallel; through Arrow, the
+        whole table passes the Python driver, which grows with the table."""
+        table = self._table(uri, version)
+        if not self._spark_reads(uri, table):
+            return self.spark.createDataFrame(table.to_pyarrow_table())
+        schema = self._spark_schema(table)
+        files = table.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        return self.spark.read.schema(schema).parquet(*files)
+
+    @staticmethod
+    def _spark_schema(table):
+        import pyarrow as pa
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return from_arrow_schema(pa.schema(table.schema().to_arrow()))
+
+    @staticmethod
+    def _spark_reads(uri: str, table) -> bool:
+        """Whether the current files are the rows: local, unpartitioned, plain parquet columns."""
+        if "://" in uri and not uri.startswith("file://"):
+            return False  # remote stores: Spark may lack their filesystem; delta-rs has it
+        metadata = table.metadata()
+        if metadata.partition_columns:
+            return False  # partition values live in the paths, not the files
+        if (metadata.configuration or {}).get("delta.columnMapping.mode", "none") != "none":
+            return False
+        features = table.protocol().reader_features or []
+        return "deletionVectors" not in features
 
     @staticmethod
     def _props(metadata: dict | None, txn: tuple[str, int] | None = None):
