@@ -153,6 +153,7 @@ SPOTIFY = load_pipeline("spotify")
         (["expectations", "dim_nope"], [], "'dim_nope' is not a gold table"),
         (["fact", "dimensions", 0, "table"], "people", "dimension table 'people' is not a source table"),
         (["views", 0, "template"], "sql/../../secret.sql", "must not contain '..'"),
+        (["views", 0, "keys"], ["user_id"], "views[0]: keys must be the fact table's keys ['stream_id']"),
     ],
 )
 def test_bad_sql_source_metadata_is_refused_naming_the_entry(path, value, message):

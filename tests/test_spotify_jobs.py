@@ -2,8 +2,9 @@
 
 One scenario runs once per module (``story``): two batches of windows into lake A (with a re-run
 and a failing expectation in between), the same windows batched differently into lake B, all at
-once into lake C, then a third batch into lake A whose only change is untracked. The tests read
-what each step left.
+once into lake C, then a third batch into lake A whose only change is untracked, a fourth whose
+changes reach facts only through a tie, an outrigger and a type 1 row, and lake A's bronze built
+from scratch into lake D. The tests read what each step left.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ USERS_W7 = [
     (1, "ana", "US", "free", D(2025, 1, 1), None, at(7, 10)),
     (2, "bo", "DE", "premium", D(2024, 6, 1), None, at(7, 11)),
 ]
+USERS_W8_USER1 = (1, "ana", "US", "premium", D(2025, 1, 1), None, at(8, 9))
+USERS_W8 = [
+    USERS_W8_USER1,
+    (2, "bo", "DE", "premium", D(2024, 6, 1), None, at(8, 12)),  # only updated_at changed
+]
 LATE_USER = (1, "ana", "CA", "free", D(2025, 1, 1), None, at(7, 18))  # arrives with W7's re-extraction
 WINDOWS = {
     W7: {
@@ -125,10 +131,7 @@ WINDOWS = {
         ],
     },
     W8: {
-        "users": [
-            (1, "ana", "US", "premium", D(2025, 1, 1), None, at(8, 9)),
-            (2, "bo", "DE", "premium", D(2024, 6, 1), None, at(8, 12)),  # only updated_at changed
-        ],
+        "users": USERS_W8,
         "artists": [],
         "tracks": [(10, "Song-One", 2, "First", 120, D(2020, 1, 1), at(8, 6))],  # another artist
         "dates": [(20250908, D(2025, 9, 8), 8, 9, 2025, "Monday")],
@@ -206,6 +209,7 @@ class Story:
     steps: dict[str, dict] = field(default_factory=dict)
     audits: dict[str, dict] = field(default_factory=dict)
     failure: str = ""
+    tie_country: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +268,47 @@ def story(spark, tmp_path_factory) -> Story:
     run(gold, lake, "r3")
     story.steps["untracked"] = snapshot(lake)
     story.audits["r3"] = audit(lake, "r3")
+
+    # Batch 4, continued from the gold that is there: W8 of users re-extracted with a row that
+    # ties user 1's 8 Sep version and wins (same surrogate key, other values), artist 2's genre
+    # from 9 Sep 01:00 (reaches facts only through their track), a type 1 change of a date.
+    story.tie_country = winning_tie(spark, USERS_W8_USER1)
+    write_window(
+        lake, "users", W8, [(*USERS_W8_USER1[:2], story.tie_country, *USERS_W8_USER1[3:]), USERS_W8[1]]
+    )
+    write_window(lake, "artists", W9, [(2, "Solo", "jazz", "US", at(9, 1))])
+    write_window(lake, "dates", W8, [(20250908, D(2025, 9, 8), 8, 9, 2025, "Mon")])
+    run(silver, lake, "r4")
+    run(gold, lake, "r4")
+    story.steps["batch4"] = snapshot(lake)
+    story.audits["r4"] = audit(lake, "r4")
+
+    # Lake D: lake A's bronze now, built from scratch.
+    lake_d = base / "d"
+    shutil.copytree(lake / "bronze", lake_d / "bronze")
+    run(silver, lake_d, "d1")
+    run(gold, lake_d, "d1")
+    story.steps["lake_d"] = snapshot(lake_d)
+    story.audits["d1"] = audit(lake_d, "d1")
     return story
+
+
+def winning_tie(spark, row: tuple) -> str:
+    """A country for ``row`` (a user version) whose silver row hash is greater than the row's own,
+    so that silver's merge takes it at the same change time."""
+    from spark_jobs.spotify import transforms as tf
+
+    spec, rules = SPECS["users"], CONFIG["silver"]
+    business = [*spec["columns"], *tf.derived_columns("users", rules)]
+
+    def row_hash(values: tuple) -> str:
+        df = spark.createDataFrame([values], tf.bronze_schema(spec["columns"]))
+        return tf.with_row_hash(tf.clean(df, "users", rules), business).first()[tf.ROW_HASH]
+
+    own = row_hash(row)
+    return next(
+        c for c in ("FR", "IT", "ES", "PT", "NL", "BE", "AT", "PL") if row_hash((*row[:2], c, *row[3:])) > own
+    )
 
 
 # -- helpers to read gold as business facts ------------------------------------------------------------
@@ -555,3 +599,37 @@ def test_a_deleted_silver_table_is_rebuilt_from_every_window(spark, tmp_path):
     run(silver, lake, "s2", None, tables="users")
     assert audit(lake, "s2")[("silver", "users", "windows_pending")] == 2
     assert read(lake, "silver", "users") == built
+
+
+# -- gold: incremental runs ---------------------------------------------------------------------------
+
+
+def test_gold_recomputes_only_the_facts_a_change_can_touch(story):
+    """A full build computes every fact; later runs only the facts whose stream row changed or that
+    may point at a changed dimension version (from its earliest change on) or type 1 row."""
+    assert story.audits["r1"][("gold", "fact_stream", "facts_rebuilt")] == 7  # the first build: all
+    # W9's stream 7 (new, and its new date); user 1's from 7 Sep 18:00, where the late version
+    # cut the first one short: streams 8 (19:00) and 5 (8 Sep), not 1 and 3 (before it)
+    assert story.audits["r2"][("gold", "fact_stream", "facts_rebuilt")] == 3
+    assert story.audits["r3"][("gold", "fact_stream", "facts_rebuilt")] == 0  # gold's content unchanged
+    # stream 5 (user 1's tied version), 5 and 6 (date 8 Sep), 7 (artist 2's version from 9 Sep
+    # 01:00, via track 20; the first version only got a valid_to: facts before 01:00 stay)
+    r4 = story.audits["r4"]
+    assert r4[("gold", "fact_stream", "facts_rebuilt")] == 3
+    assert r4[("gold", "fact_stream", "facts_changed")] == 1
+    assert r4[("gold", "stream_facts", "rows_written")] == 2  # streams 5 and 6: the view has no artist
+    assert story.audits["d1"][("gold", "fact_stream", "facts_rebuilt")] == 8
+
+
+def test_incremental_gold_equals_gold_built_from_scratch(story):
+    snap = story.steps["batch4"]
+    assert content(snap) == content(story.steps["lake_d"])
+    facts = resolved_facts(snap)
+    assert facts[7][2] == (2, 9, 1)  # the artist version valid at the stream, through its track
+    view = {r["stream_id"]: r for r in rows_of(snap, "gold.stream_facts")}
+    assert (view[5]["user_country"], view[5]["weekday"], view[6]["weekday"]) == (
+        story.tie_country,
+        "Mon",
+        "Mon",
+    )
+    assert view[1]["weekday"] == "Sunday"

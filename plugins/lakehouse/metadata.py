@@ -135,9 +135,15 @@ def _validate_sql_source(meta: dict, where: str) -> None:
         _check(COLUMN, dim.get("column"), "fact dimension column", f"{where} fact")
         if dim.get("table") not in names:
             raise MetadataError(f"{where} fact: dimension table {dim.get('table')!r} is not a source table")
+    fact_keys = next((t["keys"] for t in meta["tables"] if t.get("table") == fact.get("table")), None)
     for index, view in enumerate(meta.get("views", [])):
-        _check(NAME, view.get("table"), "view table name", f"{where} views[{index}]")
-        _check_path(view.get("template"), f"{where} views[{index}]")
+        here = f"{where} views[{index}]"
+        _check(NAME, view.get("table"), "view table name", here)
+        _check_path(view.get("template"), here)
+        if "keys" in view and (not fact_keys or view["keys"] != fact_keys):
+            raise MetadataError(
+                f"{here}: keys must be the fact table's keys {fact_keys}, not {view['keys']!r}"
+            )
 
 
 def _validate_drop_source(source: dict, here: str) -> None:

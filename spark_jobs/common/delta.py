@@ -182,6 +182,16 @@ class DeltaEngine(ABC):
     def history(self, uri: str, limit: int | None = None) -> list[Commit]:
         """Commits, newest first."""
 
+    @abstractmethod
+    def table_id(self, uri: str) -> str | None:
+        """The table's id (Delta ``metaData.id``): another id at the same path is another table."""
+
+    @abstractmethod
+    def added_rows(self, uri: str, since: int, version: int | None = None):
+        """The rows of the data files the table has at ``version`` (default: current) and did not
+        have at ``since``: every row inserted or updated in between, with rows that merely shared
+        a rewritten file. None when this engine cannot tell exactly (the caller reads the table)."""
+
     def last_metadata(self, uri: str) -> dict[str, Any]:
         commits = self.history(uri, limit=1)
         return commits[0].metadata if commits else {}
@@ -319,6 +329,25 @@ class DeltaRsEngine(DeltaEngine):
             "updated": int(metrics.get("num_target_rows_updated", 0)),
         }
 
+    def table_id(self, uri: str) -> str | None:
+        return self._table(uri).metadata().id if self.exists(uri) else None
+
+    def added_rows(self, uri: str, since: int, version: int | None = None):
+        new = self._table(uri, version)
+        if since > new.version() or not self._spark_reads(uri, new):
+            return None
+        try:
+            old = self._table(uri, since)
+        except Exception:  # that version's log is gone: the caller reads it all
+            return None
+        if old.metadata().id != new.metadata().id or not self._spark_reads(uri, old):
+            return None
+        files = sorted(set(new.file_uris()) - set(old.file_uris()))
+        schema = self._spark_schema(new)
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        return self.spark.read.schema(schema).parquet(*files)
+
     def history(self, uri, limit=None) -> list[Commit]:
         if not self.exists(uri):
             return []
@@ -410,6 +439,28 @@ class DeltaSparkEngine(DeltaEngine):
             "inserted": int(metrics.get("numTargetRowsInserted", 0)),
             "updated": int(metrics.get("numTargetRowsUpdated", 0)),
         }
+
+    def table_id(self, uri: str) -> str | None:
+        return str(self._table(uri).detail().first()["id"]) if self.exists(uri) else None
+
+    def added_rows(self, uri: str, since: int, version: int | None = None):
+        detail = self._table(uri).detail().first()
+        properties = detail["properties"] or {}
+        if (
+            detail["partitionColumns"]
+            or properties.get("delta.enableDeletionVectors") == "true"
+            or properties.get("delta.columnMapping.mode", "none") != "none"
+        ):
+            return None  # the data files alone are not the rows
+        new = self.read(uri, version)
+        try:
+            old_files = set(self.read(uri, since).inputFiles())
+        except Exception:  # that version's log is gone: the caller reads it all
+            return None
+        files = sorted(set(new.inputFiles()) - old_files)
+        if not files:
+            return new.limit(0)
+        return self.spark.read.schema(new.schema).parquet(*files)
 
     def history(self, uri, limit=None) -> list[Commit]:
         if not self.exists(uri):

@@ -22,12 +22,13 @@ from pyspark.sql import functions as F
 
 from spark_jobs.common.expectations import Expectation, ExpectationFailedError, apply_expectations, failures
 from spark_jobs.common.gold import record_quality
-from spark_jobs.common.job import Job, start
+from spark_jobs.common.job import Job, settings_hash, start
 from spark_jobs.spotify import transforms as tf
 
 log = logging.getLogger(__name__)
 
 BEFORE_FIRST = "facts_before_first_version"
+REBUILT = "facts_rebuilt"  # the facts this run computed: the candidates, or all of them
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Target:
     settings: dict
     source: str | None = None  # the silver table of a dimension or the fact
     sql: str | None = None  # a view's rendered SQL
+    keys: tuple[str, ...] = ()  # a view with one row per fact: the fact's keys
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Built:
     outcomes: list = field(default_factory=list)
     dropped: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    changed: object = None  # fact, keyed view: the rows to merge (None: write all of ``df``)
+    after: object = None  # fact, keyed view: the table as it will be after this run
 
 
 def business_columns(spec: dict, rules: dict) -> list[str]:
@@ -159,12 +163,19 @@ def targets(config: dict) -> list[Target]:
         if not view.get("sql"):
             raise ValueError(f"view {view.get('table')!r} has no rendered sql")
         settings = {"view": view, "tables": config["tables"], "rules": rules, "expectations": expectations}
-        found.append(Target(view["table"], "view", every_input, settings, sql=view["sql"]))
+        keys = tuple(view.get("keys") or ())
+        if keys and (fact is None or list(keys) != list(fact["keys"])):
+            raise ValueError(f"view {view['table']!r}: keys must be the fact's keys, {fact and fact['keys']}")
+        found.append(Target(view["table"], "view", every_input, settings, sql=view["sql"], keys=keys))
     return found
 
 
 class Star:
-    """Builds gold tables from silver at pinned versions, each at most once per run."""
+    """Builds gold tables from silver at pinned versions, each at most once per run.
+
+    The fact and the keyed views are rebuilt only for the facts a change can touch (see
+    ``candidates``), when their last build can be told apart from now; else in full.
+    """
 
     def __init__(self, job: Job, targets: list[Target]):
         self.job = job
@@ -174,23 +185,211 @@ class Star:
         self.rules = job.config.get("silver") or {}
         self.expectations = job.config.get("expectations") or {}
         self.versions: dict[str, int | None] = {}
+        self.ids: dict[str, str | None] = {}
         self.built: dict[str, Built] = {}
+        self._candidates: object = _UNSET
 
+    # -- silver at pinned versions ----------------------------------------------------------------
     def pin(self, table: str) -> int:
         if table not in self.versions:
             self.versions[table] = self.job.engine.version(self.job.uri("silver", table))
         return self.versions[table]
 
-    def silver(self, table: str):
-        """Silver ``table``'s business columns, at the version pinned for this run."""
+    def table_id(self, table: str) -> str | None:
+        if table not in self.ids:
+            self.ids[table] = self.job.engine.table_id(self.job.uri("silver", table))
+        return self.ids[table]
+
+    def silver(self, table: str, version: int | None = None):
+        """Silver ``table``'s business columns, at ``version`` (default: the one pinned for this run)."""
         spec = self.specs[table]
-        df = self.job.engine.read(self.job.uri("silver", table), version=self.pin(table))
+        uri = self.job.uri("silver", table)
+        df = self.job.engine.read(uri, version=self.pin(table) if version is None else version)
         return df.select(*business_columns(spec, self.rules))
 
+    def metadata(self, target: Target, stamp: dict) -> dict:
+        """A gold commit's metadata: the stamp, and the ids of the silver tables it was built from."""
+        ids = {table: self.table_id(table) for table in target.inputs}
+        return {"stamp": stamp, "run_id": self.job.run_id, "job": self.job.name, "input_ids": ids}
+
+    # -- what changed since the last build ---------------------------------------------------------
+    def last_build(self, target: Target) -> dict[str, int] | None:
+        """The silver versions ``target`` was last built from, if it can be continued from them:
+        same settings, same silver tables (ids), versions not newer than now; else None."""
+        uri = self.job.uri("gold", target.name)
+        if not self.job.engine.exists(uri):
+            return None
+        meta = self.job.engine.last_metadata(uri)
+        stamp, ids = meta.get("stamp") or {}, meta.get("input_ids") or {}
+        versions = stamp.get("inputs") or {}
+        if stamp.get("settings") != settings_hash(target.settings):
+            return None
+        for table in target.inputs:
+            version = versions.get(table)
+            if version is None or version > self.pin(table) or ids.get(table) != self.table_id(table):
+                return None
+        return {table: versions[table] for table in target.inputs}
+
+    def since(self) -> dict[str, int] | None:
+        """Per silver table, the oldest version the fact and the keyed views were built from."""
+        found: dict[str, int] = {}
+        for target in self.targets.values():
+            if target.kind == "fact" or (target.kind == "view" and target.keys):
+                versions = self.last_build(target)
+                if versions is None:
+                    return None
+                for table, version in versions.items():
+                    found[table] = min(version, found.get(table, version))
+        return found or None
+
+    def checked_quietly(self, name: str, df):
+        """``df`` less the rows the drop rules of ``name`` drop, without recording outcomes."""
+        rules = [Expectation.from_config(name, e) for e in self.expectations.get(name, [])]
+        return apply_expectations(df, name, [r for r in rules if r.action == "drop"])[0]
+
+    def dimension_then(self, table: str, version: int):
+        """A dimension as it was built from silver ``table`` at ``version`` (after its drop rules)."""
+        target = self.targets[self.specs[table]["gold"]["table"]]
+        return _materialized(self.checked_quietly(target.name, self.dimension(target, version)))
+
+    def changed_ranges(self, table: str, version: int):
+        """Per key of type 2 dimension ``table`` whose versions differ from those built at silver
+        ``version``: ``_key``, and ``_from``, the earliest time from which a fact of the key can
+        point elsewhere: a version that only got another ``valid_to`` moves facts from the
+        earlier of the two ends on; any other changed version from its ``valid_from``. NULL when
+        that is the key's first version: facts before it point at it too."""
+        spec = self.specs[table]
+        key, sk = spec["keys"][0], spec["gold"]["surrogate_key"]
+        old = self.dimension_then(table, version)
+        new = self.build(spec["gold"]["table"]).df
+        validity = (tf.VALID_TO, tf.IS_CURRENT)
+        rest = [c for c in new.columns if c not in validity]
+        o = old.exceptAll(new).select(*[F.col(c).alias(f"o_{c}") for c in new.columns])
+        n = new.exceptAll(old).select(*[F.col(c).alias(f"n_{c}") for c in new.columns])
+        same = F.lit(True)
+        for column in rest:
+            same = same & F.col(f"o_{column}").eqNullSafe(F.col(f"n_{column}"))
+        paired = F.col(f"o_{sk}").isNotNull() & F.col(f"n_{sk}").isNotNull() & same
+        end = F.least(F.col(f"o_{tf.VALID_TO}"), F.col(f"n_{tf.VALID_TO}"))
+        start = F.coalesce(F.col(f"o_{tf.VALID_FROM}"), F.col(f"n_{tf.VALID_FROM}"))
+        moved = o.join(n, F.col(f"o_{sk}") == F.col(f"n_{sk}"), "full_outer").select(
+            F.coalesce(F.col(f"o_{key}"), F.col(f"n_{key}")).alias(key),
+            F.when(paired, end).otherwise(start).alias("_from"),
+        )
+        first = old.unionByName(new).groupBy(key).agg(F.min(tf.VALID_FROM).alias("_first"))
+        return _materialized(
+            moved.groupBy(key)
+            .agg(F.min("_from").alias("_from"))
+            .join(first, key)
+            .select(
+                F.col(key).alias("_key"),
+                F.when(F.col("_from") > F.col("_first"), F.col("_from")).alias("_from"),
+            )
+        )
+
+    def candidates(self):
+        """The keys of the facts this run can have changed, or None (rebuild every fact).
+
+        A fact can change when its silver row was inserted or updated (the rows of the files
+        added to silver since, ``added_rows``), when a type 2 dimension version it may point at
+        changed (its key, at or after the earliest changed version; through an outrigger, the
+        keys of the dimension that carries it), or a type 1 dimension row it joins changed.
+        """
+        if self._candidates is _UNSET:
+            self._candidates = self._find_candidates()
+        return self._candidates
+
+    def _find_candidates(self):
+        since = self.since()
+        fact = next((t for t in self.targets.values() if t.kind == "fact"), None)
+        if since is None or fact is None:
+            return None
+        spec = self.specs[fact.source]
+        keys, at = spec["keys"], spec["change_column"]
+        added = self.job.engine.added_rows(
+            self.job.uri("silver", fact.source), since[fact.source], self.pin(fact.source)
+        )
+        if added is None:
+            return None
+        parts = [added.select(*keys)]
+        streams = self.silver(fact.source)
+        ranges: dict[str, list] = {}
+        lookups = fact_lookups(self.job.config)
+        for lookup in lookups:
+            found = self.changed_ranges(lookup.table, since[lookup.table])
+            column = lookup.column
+            if lookup.via:
+                via = next(v for v in lookups if v.table == lookup.via)
+                via_key = self.specs[lookup.via]["keys"][0]
+                carriers = (
+                    self.dimension_then(lookup.via, since[lookup.via])
+                    .unionByName(self.build(self.specs[lookup.via]["gold"]["table"]).df)
+                    .select(via_key, lookup.column)
+                    .distinct()
+                )
+                found = carriers.join(found, carriers[lookup.column] == found["_key"]).select(
+                    F.col(via_key).alias("_key"), "_from"
+                )
+                column = via.column
+            ranges.setdefault(column, []).append(found)
+        for column, frames in ranges.items():
+            union = frames[0]
+            for frame in frames[1:]:
+                union = union.unionByName(frame)
+            merged = union.groupBy("_key").agg(
+                F.when(F.max(F.col("_from").isNull().cast("int")) == 1, F.lit(None))
+                .otherwise(F.min("_from"))
+                .alias("_from")
+            )
+            touched = (F.col(column) == F.col("_key")) & (
+                F.col("_from").isNull() | (F.col(at) >= F.col("_from"))
+            )
+            parts.append(streams.join(F.broadcast(merged), touched, "left_semi").select(*keys))
+        for dim in self.job.config["fact"]["dimensions"]:
+            table = dim["table"]
+            if (self.specs[table].get("gold") or {}).get("scd") != 1 or table not in since:
+                continue
+            key = self.specs[table]["keys"][0]
+            old = self.dimension_then(table, since[table])
+            new = self.build(self.specs[table]["gold"]["table"]).df
+            changed = (
+                old.exceptAll(new).unionByName(new.exceptAll(old)).select(F.col(key).alias(dim["column"]))
+            )
+            parts.append(
+                streams.join(F.broadcast(changed.distinct()), dim["column"], "left_semi").select(*keys)
+            )
+        union = parts[0]
+        for part in parts[1:]:
+            union = union.unionByName(part)
+        return _materialized(union.distinct())
+
+    # -- building ----------------------------------------------------------------------------------
     def checked(self, name: str, df, counts: dict | None = None) -> Built:
         rules = [Expectation.from_config(name, e) for e in self.expectations.get(name, [])]
         kept, outcomes, dropped = apply_expectations(df.cache(), name, rules)
-        return Built(kept.cache(), outcomes, dropped, counts or {})
+        return Built(_materialized(kept), outcomes, dropped, counts or {})
+
+    def stored(self, name: str, like):
+        """Gold ``name`` at its current version, or None when missing or of other columns than ``like``."""
+        uri = self.job.uri("gold", name)
+        version = self.job.engine.version(uri)
+        if version is None:
+            return None
+        df = self.job.engine.read(uri, version=version)
+        shape = [f.simpleString() for f in df.schema.fields]
+        return df if shape == [f.simpleString() for f in like.schema.fields] else None
+
+    def differences(self, built: Built, name: str, keys: list[str], candidates) -> Built:
+        """Sets ``built.changed`` (rows to merge, or None: replace with all) and ``built.after``
+        (the table as it will be after this run)."""
+        stored = self.stored(name, built.df)
+        if stored is None:
+            built.changed, built.after = None, built.df
+            return built
+        compared = stored if candidates is None else stored.join(candidates, keys, "left_semi")
+        built.changed = _materialized(built.df.exceptAll(compared.select(*built.df.columns)))
+        built.after = stored.join(built.changed.select(*keys), keys, "left_anti").unionByName(built.changed)
+        return built
 
     def build(self, name: str) -> Built:
         if name in self.built:
@@ -201,17 +400,13 @@ class Star:
         elif target.kind == "fact":
             built = self.fact(target)
         else:
-            for other in self.order:
-                if other == name:
-                    break
-                self.build(other).df.createOrReplaceTempView(other)
-            built = self.checked(name, self.job.spark.sql(target.sql))
+            built = self.view(target)
         self.built[name] = built
         return built
 
-    def dimension(self, target: Target):
+    def dimension(self, target: Target, version: int | None = None):
         spec = self.specs[target.source]
-        history = self.silver(target.source)
+        history = self.silver(target.source, version)
         if target.kind == "scd1":
             return history
         gold = spec["gold"]
@@ -228,16 +423,48 @@ class Star:
         spec = self.specs[target.source]
         lookups = fact_lookups(self.job.config)
         dims = {lookup.table: self.build(self.specs[lookup.table]["gold"]["table"]).df for lookup in lookups}
-        rows = fact_rows(
-            self.silver(target.source), dims, lookups, keys=spec["keys"], at=spec["change_column"]
-        ).cache()
+        streams = self.silver(target.source)
+        candidates = self.candidates()
+        if candidates is not None:
+            streams = streams.join(candidates, spec["keys"], "left_semi")
+        rows = fact_rows(streams, dims, lookups, keys=spec["keys"], at=spec["change_column"]).cache()
         early = rows.filter("_before_first").count()
-        built = self.checked(target.name, rows.drop("_before_first"), {BEFORE_FIRST: early})
+        counts = {REBUILT: rows.count(), BEFORE_FIRST: early}
+        built = self.checked(target.name, rows.drop("_before_first"), counts)
         rows.unpersist()
-        return built
+        return self.differences(built, target.name, spec["keys"], candidates)
+
+    def view(self, target: Target) -> Built:
+        """The view's SQL over the gold tables as they will be after this run; a keyed view only
+        over the candidate facts."""
+        candidates = self.candidates() if target.keys else None
+        for other in self.order:
+            if other == target.name:
+                break
+            before = self.build(other)
+            df = before.after if before.after is not None else before.df
+            if self.targets[other].kind == "fact" and candidates is not None:
+                df = df.join(candidates, self.specs[self.targets[other].source]["keys"], "left_semi")
+            df.createOrReplaceTempView(other)
+        built = self.checked(target.name, self.job.spark.sql(target.sql))
+        if not target.keys:
+            return built
+        missing = sorted(set(target.keys) - set(built.df.columns))
+        if missing:
+            raise ValueError(f"view {target.name}: its keys {missing} are not columns of its SQL")
+        return self.differences(built, target.name, list(target.keys), candidates)
 
 
-def replace_if_changed(job: Job, name: str, df, stamp: dict) -> None:
+_UNSET = object()
+
+
+def _materialized(df):
+    """``df`` computed once and kept, with a plan that no longer repeats how: the dimensions are
+    read by several later steps, whose plans would otherwise nest theirs many times over."""
+    return df.localCheckpoint(eager=True)
+
+
+def replace_if_changed(job: Job, name: str, df, metadata: dict) -> None:
     """Replace ``gold.<name>`` in one commit, unless it holds exactly these rows already."""
     uri = job.uri("gold", name)
     version = job.engine.version(uri)
@@ -245,31 +472,33 @@ def replace_if_changed(job: Job, name: str, df, stamp: dict) -> None:
         log.info("gold.%s: content unchanged: no commit", name)
         job.count("gold", name, "rows_written", 0)
         return
-    job.replace("gold", name, df, stamp)
+    df = df.cache()
+    rows = df.count()
+    job.engine.overwrite(df, uri, metadata=metadata)
+    df.unpersist()
+    job.count("gold", name, "rows_written", rows)
 
 
-def merge_changed_facts(job: Job, name: str, df, keys: list[str], stamp: dict) -> None:
-    """Merge by ``keys`` only the rows that are new or differ from the stored ones."""
-    uri = job.uri("gold", name)
-    metadata = {"stamp": stamp, "run_id": job.run_id, "job": job.name}
-    version = job.engine.version(uri)
-    existing = None if version is None else job.engine.read(uri, version=version)  # pinned: merged below
-    if existing is None or [f.simpleString() for f in existing.schema.fields] != [
-        f.simpleString() for f in df.schema.fields
-    ]:
-        rows = job.replace("gold", name, df, stamp)
-        job.count("gold", name, "facts_changed", rows)
+def merge_changes(job: Job, target: Target, built: Built, keys: list[str], metadata: dict) -> None:
+    """Write a fact or keyed view: all rows when the table is new (or its columns changed), else
+    merge by ``keys`` only the rows that are new or differ from the stored ones."""
+    metric = "facts_changed" if target.kind == "fact" else "rows_written"
+    uri = job.uri("gold", target.name)
+    if built.changed is None:
+        df = built.df.cache()
+        rows = df.count()
+        job.engine.overwrite(df, uri, metadata=metadata)
+        df.unpersist()
+        job.count("gold", target.name, metric, rows)
         return
-    changed = df.exceptAll(existing.select(*df.columns)).cache()
-    count = changed.count()
-    job.count("gold", name, "facts_changed", count)
+    count = built.changed.count()
+    job.count("gold", target.name, metric, count)
     if not count:
-        log.info("gold.%s: no fact changed: no commit", name)
-    else:
-        result = job.engine.merge(changed, uri, keys, metadata=metadata)
-        job.count("gold", name, "rows_inserted", result["inserted"])
-        job.count("gold", name, "rows_updated", result["updated"])
-    changed.unpersist()
+        log.info("gold.%s: no row changed: no commit", target.name)
+        return
+    result = job.engine.merge(built.changed, uri, keys, metadata=metadata)
+    job.count("gold", target.name, "rows_inserted", result["inserted"])
+    job.count("gold", target.name, "rows_updated", result["updated"])
 
 
 def main(argv: list[str]) -> None:
@@ -302,9 +531,11 @@ def main(argv: list[str]) -> None:
         for metric, value in b.counts.items():
             job.count("gold", target.name, metric, value)
         job.count("gold", target.name, "rows_dropped", b.dropped)
+        metadata = star.metadata(target, stamp)
         if target.kind == "fact":
-            keys = star.specs[target.source]["keys"]
-            merge_changed_facts(job, target.name, b.df, keys, stamp)
+            merge_changes(job, target, b, star.specs[target.source]["keys"], metadata)
+        elif target.kind == "view" and target.keys:
+            merge_changes(job, target, b, list(target.keys), metadata)
         else:
-            replace_if_changed(job, target.name, b.df, stamp)
+            replace_if_changed(job, target.name, b.df, metadata)
     job.write_audit()
