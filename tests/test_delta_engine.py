@@ -446,3 +446,30 @@ def test_delta_rs_read_of_a_partitioned_table_keeps_the_partition_column(spark, 
     uri = str(tmp_path / "t")
     engine.merge(spark.createDataFrame(BASE, SCHEMA), uri, ["k"], partition_by=["grp"])
     assert sorted(tuple(r) for r in engine.read(uri).select("k", "grp", "name").collect()) == BASE
+
+
+def test_delta_rs_added_rows_are_the_rows_of_files_added_since_a_version(spark, tmp_path):
+    import shutil
+
+    engine = DeltaRsEngine(spark, storage_options={})
+    uri = str(tmp_path / "t")
+    engine.merge(frame(engine, BASE), uri, ["k"])  # v0
+    engine.merge(frame(engine, [(4, "c", "w")]), uri, ["k"])  # v1: an insert, in a new file
+    engine.merge(frame(engine, [(2, "a", "y2")]), uri, ["k"])  # v2: an update rewrites v0's file
+
+    def keys(df):
+        return sorted(r.k for r in df.collect())
+
+    assert keys(engine.added_rows(uri, 0, 1)) == [4]
+    assert keys(engine.added_rows(uri, 1, 1)) == []
+    assert engine.added_rows(uri, 1, 1).columns == ["k", "grp", "name"]
+    # the rewritten file brings its other rows along: a superset of the change, never less
+    assert keys(engine.added_rows(uri, 1)) == [1, 2, 3]
+    assert sorted(tuple(r) for r in engine.added_rows(uri, 1).where("k = 2").collect()) == [(2, "a", "y2")]
+    assert engine.added_rows(uri, 3) is None  # a version the table does not have yet
+    old_id = engine.table_id(uri)
+    shutil.rmtree(uri)
+    engine.merge(frame(engine, BASE), uri, ["k"])
+    engine.merge(frame(engine, [(5, "e", "v")]), uri, ["k"])
+    assert engine.table_id(uri) != old_id  # another table at the same path: the caller's check
+    assert engine.table_id(str(tmp_path / "missing")) is None
