@@ -1,4 +1,4 @@
-"""Spotify gold: a star schema with type 2 dimensions, rebuilt from silver's history.
+"""Spotify gold: a star schema with type 2 dimensions, kept up to date with silver's history.
 
 * SCD2 dimensions (``gold.scd: 2``): every version of a key, with ``valid_from``/``valid_to``, a
   function of silver alone; replaced in one commit, only when its content changed.
@@ -6,11 +6,16 @@
 * The fact (``gold.fact: true``): each row points at the dimension versions valid at its change
   time; merged by key, only the rows that are new or whose content changed.
 * Views (``config['views']``): SQL rendered by Airflow, run over the gold tables; replaced when
-  their content changed.
+  their content changed, or, with ``keys`` (one row per fact), merged like the fact.
+
+The fact and keyed views follow the change, not their size: a run recomputes only the facts it
+can have changed since their last build (``Star.candidates``); the first build, new settings or
+a re-created silver table recompute every fact. Dimensions are small and rebuilt whole.
 
 Each table is rebuilt only when the versions of the silver tables it reads (or its settings)
 changed since its last commit. All stale tables are computed and checked against their
-expectations before any is written: a broken ``fail`` rule writes nothing.
+expectations before any is written: a broken ``fail`` rule writes nothing. In an incremental run
+the fact's and views' expectations are counted over the rows it recomputed.
 """
 
 from __future__ import annotations
@@ -420,11 +425,21 @@ class Star:
         )
 
     def fact(self, target: Target) -> Built:
+        built = self._fact(target, self.candidates())
+        if (
+            built.changed is None
+            and self._candidates is not None
+            and self.job.engine.exists(self.job.uri("gold", target.name))
+        ):
+            # The stored fact has other columns: only a build of every fact can replace it.
+            built = self._fact(target, None)
+        return built
+
+    def _fact(self, target: Target, candidates) -> Built:
         spec = self.specs[target.source]
         lookups = fact_lookups(self.job.config)
         dims = {lookup.table: self.build(self.specs[lookup.table]["gold"]["table"]).df for lookup in lookups}
         streams = self.silver(target.source)
-        candidates = self.candidates()
         if candidates is not None:
             streams = streams.join(candidates, spec["keys"], "left_semi")
         rows = fact_rows(streams, dims, lookups, keys=spec["keys"], at=spec["change_column"]).cache()
@@ -436,8 +451,19 @@ class Star:
 
     def view(self, target: Target) -> Built:
         """The view's SQL over the gold tables as they will be after this run; a keyed view only
-        over the candidate facts."""
-        candidates = self.candidates() if target.keys else None
+        over the candidate facts (all of them when the stored view has other columns)."""
+        if not target.keys:
+            return self._view(target, None)
+        built = self._view(target, self.candidates())
+        if (
+            built.changed is None
+            and self._candidates is not None
+            and self.job.engine.exists(self.job.uri("gold", target.name))
+        ):
+            built = self._view(target, None)
+        return built
+
+    def _view(self, target: Target, candidates) -> Built:
         for other in self.order:
             if other == target.name:
                 break
