@@ -37,6 +37,23 @@ def test_databricks_tasks_run_the_same_file_with_the_same_arguments(airflow_db, 
     assert [t.task_id for t in local.tasks] == [t.task_id for t in remote.tasks]
 
 
+def test_local_spark_submit_settings_can_be_extended_by_configuration(airflow_db, monkeypatch):
+    default = load_dag("spotify_transform").get_task("gold").conf
+    assert default["spark.driver.memory"] == "2g"
+    monkeypatch.setenv("SPARK_SUBMIT_CONF", '{"spark.driver.memory": "6g", "spark.executor.cores": 2}')
+    conf = load_dag("spotify_transform").get_task("gold").conf
+    assert conf == {**default, "spark.driver.memory": "6g", "spark.executor.cores": "2"}
+
+
+@pytest.mark.parametrize("value", ["{not json", '["spark.driver.memory"]', '{"driver.memory": "6g"}'])
+def test_bad_spark_submit_settings_fail_the_import_naming_the_variable(airflow_db, monkeypatch, value):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("SPARK_SUBMIT_CONF", value)
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "spotify.py"))
+    assert "SPARK_SUBMIT_CONF" in "".join(bag.import_errors.values())
+
+
 @pytest.mark.parametrize(
     ("missing", "message"),
     [("DATABRICKS_JOBS_ROOT", "DATABRICKS_JOBS_ROOT"), ("DATABRICKS_CLUSTER_ID", "DATABRICKS_CLUSTER_ID")],

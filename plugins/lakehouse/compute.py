@@ -73,13 +73,7 @@ def spark_job(
         application=str(settings.spark_jobs_dir() / "run.py"),
         application_args=args,
         name=f"{pipeline}.{job}",
-        conf={
-            "spark.ui.enabled": "false",
-            "spark.log.level": "WARN",
-            "spark.sql.shuffle.partitions": "4",
-            "spark.sql.session.timeZone": "UTC",
-            "spark.driver.memory": "2g",
-        },
+        conf=settings.spark_submit_conf(),
         env_vars={"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python},
         **kwargs,
     )
