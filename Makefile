@@ -38,7 +38,9 @@ help:
 	@echo "make demo     set up (first time) and run the Netflix, Formula 1 and Spotify DAGs on sample data"
 	@echo "make test     set up (first time), lint, and run the whole test suite"
 	@echo "make airflow  open the DAGs in the Airflow UI (airflow standalone) on http://localhost:8080"
-	@echo "make bench    DAG parse time and the Netflix DAG's end-to-end time, split by phase"
+	@echo "make bench    DAG parse time, the Netflix DAG's end-to-end time by phase, and a Spotify"
+	@echo "              incremental run's cost as its fact table grows (BENCH_SECTIONS=parse,netflix,spotify;"
+	@echo "              BENCH_SPOTIFY_SIZES=100k,1M,10M; PostgreSQL on 127.0.0.1)"
 	@echo "make lock     re-pin requirements.txt from requirements.in"
 	@echo "make format   apply ruff's formatting and fixes"
 
@@ -71,8 +73,11 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Test files run on PYTEST_WORKERS processes (pytest-xdist), each file in one: most of an end-to-end
+# test is waiting on process start-up, so two run side by side on two cores. PYTEST_WORKERS=0: one.
+PYTEST_WORKERS ?= 2
 test: venv lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/python -m lakehouse.demo

@@ -7,6 +7,11 @@
    its Python driver ran and how long its SparkSession took to start; the rest of each Spark
    task (JVM launch, session start, shutdown) is start-up. Everything outside Spark tasks
    (HTTP fetches, sensor, branch, report, scheduling in ``dag.test()``) is Airflow's share.
+3. Spotify: one incremental run's cost as the fact table grows (``spotify_incremental.py``), on
+   the local PostgreSQL server; sizes from ``BENCH_SPOTIFY_SIZES`` (default ``100k,1M``).
+
+``benchmarks/run.py parse netflix spotify`` (or ``BENCH_SECTIONS=spotify make bench``) runs only
+the sections named; without any, all three.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "plugins"))
 SPARK_TASKS = {"bronze", "silver_lookups", "silver_titles", "gold"}
 PARSE_RUNS = 5
+SECTIONS = ("parse", "netflix", "spotify")
 
 PARSE_SCRIPT = """
 import json, time
@@ -134,13 +140,30 @@ def bench_end_to_end() -> None:
     print(f"  second run / first run: {results[1]['wall'] / results[0]['wall']:.2f}")
 
 
-def main() -> None:
+def sections(argv: list[str]) -> list[str]:
+    chosen = argv or os.environ.get("BENCH_SECTIONS", "").replace(",", " ").split() or list(SECTIONS)
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmark section(s) {', '.join(unknown)}: choose from {', '.join(SECTIONS)}"
+        )
+    return [name for name in SECTIONS if name in chosen]
+
+
+def main(argv: list[str]) -> None:
+    chosen = sections(argv)
     work = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
     setup_environment(work / "airflow", work / "lake")
     print(f"Benchmarks on {os.cpu_count()} cores, Python {sys.version.split()[0]}; scratch in {work}")
-    bench_parse()
-    bench_end_to_end()
+    if "parse" in chosen:
+        bench_parse()
+    if "netflix" in chosen:
+        bench_end_to_end()
+    if "spotify" in chosen:
+        from spotify_incremental import bench_spotify
+
+        bench_spotify(work)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
