@@ -73,8 +73,8 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Test files run on PYTEST_WORKERS processes (pytest-xdist), each file in one: most of an end-to-end
-# test is waiting on process start-up, so two run side by side on two cores. PYTEST_WORKERS=0: one.
+# Test files run on PYTEST_WORKERS processes (pytest-xdist), each file whole in one; PYTEST_WORKERS=0
+# runs them in this process.
 PYTEST_WORKERS ?= 2
 test: venv lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
