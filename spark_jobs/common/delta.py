@@ -229,8 +229,10 @@ class DeltaRsEngine(DeltaEngine):
         table = self._table(uri, version)
         if not self._spark_reads(uri, table):
             return self.spark.createDataFrame(table.to_pyarrow_table())
-        schema = self._spark_schema(table)
-        files = table.file_uris()
+        return self._read_files(table.file_uris(), self._spark_schema(table))
+
+    def _read_files(self, files: list[str], schema):
+        """Data files of a table read by Spark with the table's schema (none: no rows)."""
         if not files:
             return self.spark.createDataFrame([], schema)
         return self.spark.read.schema(schema).parquet(*files)
@@ -342,11 +344,7 @@ class DeltaRsEngine(DeltaEngine):
             return None
         if old.metadata().id != new.metadata().id or not self._spark_reads(uri, old):
             return None
-        files = sorted(set(new.file_uris()) - set(old.file_uris()))
-        schema = self._spark_schema(new)
-        if not files:
-            return self.spark.createDataFrame([], schema)
-        return self.spark.read.schema(schema).parquet(*files)
+        return self._read_files(sorted(set(new.file_uris()) - set(old.file_uris())), self._spark_schema(new))
 
     def history(self, uri, limit=None) -> list[Commit]:
         if not self.exists(uri):

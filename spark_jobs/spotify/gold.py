@@ -192,6 +192,7 @@ class Star:
         self.versions: dict[str, int | None] = {}
         self.ids: dict[str, str | None] = {}
         self.built: dict[str, Built] = {}
+        self.earlier: dict[tuple[str, int], object] = {}  # dimension_then
         self._candidates: object = _UNSET
 
     # -- silver at pinned versions ----------------------------------------------------------------
@@ -253,9 +254,13 @@ class Star:
         return apply_expectations(df, name, [r for r in rules if r.action == "drop"])[0]
 
     def dimension_then(self, table: str, version: int):
-        """A dimension as it was built from silver ``table`` at ``version`` (after its drop rules)."""
-        target = self.targets[self.specs[table]["gold"]["table"]]
-        return _materialized(self.checked_quietly(target.name, self.dimension(target, version)))
+        """A dimension as it was built from silver ``table`` at ``version`` (after its drop rules),
+        built once per run: the ranges and the outrigger's carriers both read it."""
+        if (table, version) not in self.earlier:
+            target = self.targets[self.specs[table]["gold"]["table"]]
+            dimension = self.checked_quietly(target.name, self.dimension(target, version))
+            self.earlier[(table, version)] = _materialized(dimension)
+        return self.earlier[(table, version)]
 
     def changed_ranges(self, table: str, version: int):
         """Per key of type 2 dimension ``table`` whose versions differ from those built at silver
@@ -425,14 +430,18 @@ class Star:
         )
 
     def fact(self, target: Target) -> Built:
-        built = self._fact(target, self.candidates())
+        return self._over_candidates(target, lambda candidates: self._fact(target, candidates))
+
+    def _over_candidates(self, target: Target, make) -> Built:
+        """``make(candidates)``; ``make(None)`` (every fact) when the stored table has other columns,
+        which only a full build can replace."""
+        built = make(self.candidates())
         if (
             built.changed is None
             and self._candidates is not None
             and self.job.engine.exists(self.job.uri("gold", target.name))
         ):
-            # The stored fact has other columns: only a build of every fact can replace it.
-            built = self._fact(target, None)
+            built = make(None)
         return built
 
     def _fact(self, target: Target, candidates) -> Built:
@@ -454,14 +463,7 @@ class Star:
         over the candidate facts (all of them when the stored view has other columns)."""
         if not target.keys:
             return self._view(target, None)
-        built = self._view(target, self.candidates())
-        if (
-            built.changed is None
-            and self._candidates is not None
-            and self.job.engine.exists(self.job.uri("gold", target.name))
-        ):
-            built = self._view(target, None)
-        return built
+        return self._over_candidates(target, lambda candidates: self._view(target, candidates))
 
     def _view(self, target: Target, candidates) -> Built:
         for other in self.order:
