@@ -8,7 +8,8 @@
    task (JVM launch, session start, shutdown) is start-up. Everything outside Spark tasks
    (HTTP fetches, sensor, branch, report, scheduling in ``dag.test()``) is Airflow's share.
 3. Spotify: one incremental run's cost as the fact table grows (``spotify_incremental.py``), on
-   the local PostgreSQL server; sizes from ``BENCH_SPOTIFY_SIZES`` (default ``100k,1M``).
+   a private PostgreSQL server (or ``LAKEHOUSE_TEST_PG``); sizes from ``BENCH_SPOTIFY_SIZES``
+   (default ``100k,1M``).
 
 ``benchmarks/run.py parse netflix spotify`` (or ``BENCH_SECTIONS=spotify make bench``) runs only
 the sections named; without any, all three.

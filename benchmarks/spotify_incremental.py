@@ -1,7 +1,7 @@
 """Spotify: what one incremental run costs as the fact table grows (part of ``make bench``).
 
 For each size N (stream rows; ``BENCH_SPOTIFY_SIZES``, default ``100k,1M``; ``10M`` is opt-in):
-a fresh PostgreSQL database on the local server and a fresh lake; N generated streams over
+a fresh PostgreSQL database and a fresh lake; N generated streams over
 ``DAYS`` days, with dimensions of a fixed size, so that only the fact grows. The initial lake is
 built and timed apart: the daily windows extracted with ``lakehouse.sql_ingest.extract_table``
 and transformed with ``spotify_transform``, in groups of at most ``BENCH_SPOTIFY_CHUNK`` streams
@@ -12,6 +12,10 @@ day and ``spotify_transform`` (the silver and gold Spark jobs), both with ``dag.
 Since 1% of N grows with N, a second incremental run follows with a fixed change
 (``BENCH_SPOTIFY_FIXED`` new streams, default 1,000; 0 leaves it out): its cost across sizes says
 directly whether a run's cost follows what changed or the size of the table.
+
+The databases live on the server at ``LAKEHOUSE_TEST_PG`` (``host:port``, user postgres, trust) when
+it is set, else on a private server started for the benchmark and deleted after it
+(``lakehouse.pgserver``, as the tests do).
 
 Each Spark job records how long its Python driver ran and how long its SparkSession took to start
 (``LAKEHOUSE_TIMINGS_FILE``); the rest of the task (JVM launch, session start, shutdown) is
@@ -51,7 +55,6 @@ START = dt.date(2025, 9, 7)  # the pipeline's start_date
 DAYS = 10
 DIMENSIONS = {"users": 10_000, "artists": 1_000, "tracks": 20_000}
 CHANGE = 0.01
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 SPARK_JOBS = ("silver", "gold")
 # Where the time inside a job goes: the jobs' own log lines (in spark-submit's output) that end
 # each phase, by job; a phase lasts from the line before to its own line.
@@ -170,16 +173,24 @@ def say(message: str = "") -> None:
 
 
 # -- the source database ---------------------------------------------------------------------------
+def pg() -> dict:
+    """The PostgreSQL server's ``LAKEHOUSE_TEST_PG`` address, as psycopg2 keywords."""
+    from lakehouse.pgserver import USER, address
+
+    host, port = address()
+    return {"host": host, "port": port, "user": USER}
+
+
 def admin():
     import psycopg2
 
-    conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **pg())
     conn.autocommit = True
     return conn
 
 
 def postgres_unreachable() -> str | None:
-    """None when the local server answers, else why not."""
+    """None when the server answers, else why not."""
     import psycopg2
 
     try:
@@ -190,7 +201,7 @@ def postgres_unreachable() -> str | None:
 
 
 class Database:
-    """A new database on the local server, dropped on exit (``WITH (FORCE)``)."""
+    """A new database on the server, dropped on exit (``WITH (FORCE)``)."""
 
     def __init__(self, size: int):
         self.name = f"bench_spotify_{human(size).lower().replace('.', '_')}_{secrets.token_hex(4)}"
@@ -209,15 +220,16 @@ class Database:
         import sqlalchemy as sa
 
         self._admin_sql("CREATE DATABASE {}")
+        server = pg()
         self.engine = sa.create_engine(
-            f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{self.name}"
+            f"postgresql+psycopg2://{server['user']}@{server['host']}:{server['port']}/{self.name}"
         )
         self.connection = json.dumps(
             {
                 "conn_type": "postgres",
-                "host": PG["host"],
-                "port": PG["port"],
-                "login": PG["user"],
+                "host": server["host"],
+                "port": server["port"],
+                "login": server["user"],
                 "schema": self.name,
             }
         )
@@ -539,9 +551,30 @@ def report(everything: list[Result]) -> None:
 
 
 def bench_spotify(work: Path) -> None:
+    from lakehouse.pgserver import ENV_VAR, PostgresUnavailableError, start_postgres
+
+    if os.environ.get(ENV_VAR):
+        _bench_spotify(work)
+        return
+    try:
+        server = start_postgres(work)
+    except PostgresUnavailableError as exc:
+        say(f"\nSpotify benchmark skipped: {exc}")
+        return
+    say(f"\nA private PostgreSQL server for the Spotify benchmark on {server.address} ({ENV_VAR} unset)")
+    os.environ[ENV_VAR] = server.address
+    try:
+        _bench_spotify(work)
+    finally:
+        server.stop()
+        del os.environ[ENV_VAR]
+
+
+def _bench_spotify(work: Path) -> None:
     why = postgres_unreachable()
     if why:
-        say(f"\nSpotify benchmark skipped: PostgreSQL is not reachable at {PG['host']}:{PG['port']}: {why}")
+        host, port = pg()["host"], pg()["port"]
+        say(f"\nSpotify benchmark skipped: PostgreSQL is not reachable at {host}:{port}: {why}")
         return
     chosen, fixed = sizes(), fixed_change()
     timings = work / "spotify-timings.jsonl"

@@ -2,9 +2,10 @@
 
 It runs the scheduler (LocalExecutor), the DAG processor, the triggerer and the API server, with
 its own metadata DB and the environment the test gives it, on a free port of 127.0.0.1. The metadata
-DB is a new database on the local PostgreSQL server (dropped at stop), as in a real deployment;
-where that server is not reachable, SQLite in the server's home (where a CLI command racing the
-scheduler can meet "database is locked", so commands are retried).
+DB is a new database on the test run's PostgreSQL server (``LAKEHOUSE_TEST_PG``, else
+127.0.0.1:5432; dropped at stop), as in a real deployment; where that server is not reachable,
+SQLite in the server's home (where a CLI command racing the scheduler can meet "database is
+locked", so commands are retried).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from postgres import address
+
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +32,10 @@ def _json(output: str):
     return json.loads(lines[-1]) if lines else []
 
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+def _pg() -> dict:
+    """The test run's PostgreSQL server, as psycopg2 keywords."""
+    host, port = address()
+    return {"host": host, "port": port, "user": "postgres"}
 
 
 def _postgres_database() -> str | None:
@@ -41,7 +47,7 @@ def _postgres_database() -> str | None:
         return None
     name = f"airflow_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
     try:
-        conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+        conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **_pg())
     except psycopg2.OperationalError:
         return None
     conn.autocommit = True
@@ -55,7 +61,7 @@ def _drop_postgres_database(name: str) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **_pg())
     conn.autocommit = True
     with conn.cursor() as cursor:
         cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -93,8 +99,9 @@ class AirflowServer:
         self.process: subprocess.Popen | None = None
         self.database = _postgres_database()
         if self.database:
+            pg = _pg()
             self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = (
-                f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{self.database}"
+                f"postgresql+psycopg2://{pg['user']}@{pg['host']}:{pg['port']}/{self.database}"
             )
 
     def cli(self, *args: str, check: bool = True) -> str:

@@ -3,7 +3,7 @@
 The npm package is installed once into a cache folder outside the repository
 (``~/.cache/lakehouse-azurite``, or ``$LAKEHOUSE_AZURITE_CACHE``), so later sessions only start
 it (about 2 s). Without node/npm, or when the install fails, the tests that need it skip and say
-exactly what is missing.
+exactly what is missing (under ``CI=true`` they fail: see ``prereq.py``).
 
 ``--disableTelemetry`` keeps Azurite off the internet; ``--skipApiVersionCheck`` lets the newest
 azure-storage-blob talk to it (its API version is newer than Azurite knows).
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prereq import missing
 
 AZURITE_VERSION = "3.37.0"
 ACCOUNT = "devstoreaccount1"
@@ -30,7 +31,10 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 INSTALL_TIMEOUT = 600
 START_TIMEOUT = 30
-NODE_MISSING = "node/npm not found: Azurite (npm package azurite) is needed for the Azure storage tests"
+NODE_MISSING = (
+    "node/npm not found: Azurite (npm package azurite) is needed for the Azure storage tests"
+    " (Debian: apt-get install nodejs npm)"
+)
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,9 @@ def _first_line(output: str) -> str:
 
 
 def install_azurite() -> Path:
-    """The ``azurite-blob`` executable, installed into the cache folder if needed, or a skip."""
+    """The ``azurite-blob`` executable, installed into the cache folder if needed, or a skip (CI: fail)."""
     if shutil.which("node") is None:
-        pytest.skip(NODE_MISSING)
+        missing(NODE_MISSING)
     cache = cache_dir()
     binary = cache / "node_modules" / ".bin" / "azurite-blob"
     cache.mkdir(parents=True, exist_ok=True)
@@ -101,7 +105,7 @@ def install_azurite() -> Path:
             return binary
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip(NODE_MISSING)
+            missing(NODE_MISSING)
         command = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache)]
         try:
             proc = subprocess.run(
@@ -111,10 +115,10 @@ def install_azurite() -> Path:
                 timeout=INSTALL_TIMEOUT,
             )
         except subprocess.TimeoutExpired:
-            pytest.skip(f"npm install azurite@{AZURITE_VERSION} failed: no result within {INSTALL_TIMEOUT} s")
+            missing(f"npm install azurite@{AZURITE_VERSION} failed: no result within {INSTALL_TIMEOUT} s")
         if proc.returncode != 0 or not binary.exists():
             output = proc.stderr + "\n" + proc.stdout
-            pytest.skip(f"npm install azurite@{AZURITE_VERSION} failed: {_first_line(output)}")
+            missing(f"npm install azurite@{AZURITE_VERSION} failed: {_first_line(output)}")
         return binary
 
 

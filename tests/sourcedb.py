@@ -5,21 +5,25 @@ functions instead makes ruff flag every test that takes them as a parameter, F81
 Each yields a :class:`SourceDB`: a SQLAlchemy URL, the same database as an Airflow connection (JSON,
 for ``AIRFLOW_CONN_<ID>``), and engines that are disposed of afterwards.
 
-PostgreSQL is the local server (127.0.0.1:5432, user postgres, trust authentication); each test
-gets its own database ``spotify_<random>``, dropped afterwards with ``WITH (FORCE)`` so that a
-connection a test left open cannot keep it. Where the server is not reachable the test is skipped,
-naming the server.
+PostgreSQL is the test run's private server, at ``LAKEHOUSE_TEST_PG`` (``host:port``; see
+``postgres.py``), else 127.0.0.1:5432; user postgres, trust authentication. Each test gets its own
+database ``spotify_<random>``, dropped afterwards with ``WITH (FORCE)`` so that a connection a test
+left open cannot keep it. Where the server is not reachable the test is skipped, naming the server
+(under ``CI=true`` it fails: see ``prereq.py``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass, field
 
 import pytest
+from postgres import ENV_VAR, address
+from prereq import missing
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+PG_USER = "postgres"
 
 
 @dataclass
@@ -42,17 +46,16 @@ class SourceDB:
             engine.dispose()
 
 
-def _admin():
+def _admin(host: str, port: int):
     """An autocommit connection to the server's ``postgres`` database, or a skip naming the server."""
     import psycopg2
 
     try:
-        conn = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=3
-        )
+        conn = psycopg2.connect(host=host, port=port, user=PG_USER, dbname="postgres", connect_timeout=3)
     except psycopg2.OperationalError as exc:
         reason = " ".join(str(exc).split())
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} as user {PG_USER}: {reason}")
+        source = f"from {ENV_VAR}" if os.environ.get(ENV_VAR) else f"{ENV_VAR} unset"
+        missing(f"PostgreSQL is not reachable at {host}:{port} ({source}) as user {PG_USER}: {reason}")
     conn.autocommit = True
     return conn
 
@@ -63,13 +66,14 @@ def postgres_source():
     from psycopg2 import sql
 
     name = f"spotify_{secrets.token_hex(6)}"
-    admin = _admin()
+    host, port = address()
+    admin = _admin(host, port)
     try:
         with admin.cursor() as cursor:
             cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conn = {"conn_type": "postgres", "host": PG_HOST, "port": PG_PORT, "login": PG_USER, "schema": name}
+        conn = {"conn_type": "postgres", "host": host, "port": port, "login": PG_USER, "schema": name}
         source = SourceDB(
-            url=f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
+            url=f"postgresql+psycopg2://{PG_USER}@{host}:{port}/{name}",
             conn=json.dumps(conn),
             name=name,
         )
