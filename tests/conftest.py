@@ -1,12 +1,15 @@
-"""Shared fixtures: an isolated Airflow home, a local Spark session, a lake per test, DAG runs.
+"""Shared fixtures: an isolated Airflow home, a Spark Connect session, a lake per test, DAG runs.
 
 Airflow reads its configuration when first imported, so the environment is set here, before
-any test module imports it.
+any test module imports it. The Spark Connect server (with Delta Lake) is started once per test
+run, before the pytest-xdist workers, which inherit its address (``SPARK_REMOTE`` and the
+``spark_connect_default`` connection); ``SPARK_REMOTE`` set beforehand means "use that server".
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +33,6 @@ os.environ.update(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "AIRFLOW_CONN_SPARK_LOCAL": '{"conn_type": "spark", "host": "local[2]"}',
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
@@ -42,9 +44,63 @@ for name in (
     "SPARK_LAKE_ROOT",
     "LAKEHOUSE_COMPUTE",
     "ALERT_EMAILS",
-    "DELTA_ENGINE",
+    "SPARK_CONN_ID",
 ):
     os.environ.pop(name, None)
+
+_SERVICES: list = []  # what pytest_configure started, stopped by pytest_unconfigure
+
+
+def pytest_configure(config):
+    """Start the run's services once for all workers (in the controller): a private PostgreSQL
+    server (``LAKEHOUSE_TEST_PG``) and the Spark Connect server (``SPARK_REMOTE``). Either set
+    beforehand means "use that one"."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller started them
+        return
+    if not os.environ.get("LAKEHOUSE_TEST_PG"):
+        from lakehouse import pgserver
+
+        try:
+            postgres = pgserver.start_postgres(Path(tempfile.mkdtemp(prefix="postgres-test-")))
+        except pgserver.PostgresUnavailableError:
+            if os.environ.get("CI") == "true":
+                raise  # CI must have installed it (`make prereqs`); its tests would only skip
+            postgres = None  # the PostgreSQL tests skip, naming the server they could not reach
+        if postgres is not None:
+            _SERVICES.append(postgres)
+            os.environ["LAKEHOUSE_TEST_PG"] = postgres.address
+    if not os.environ.get("SPARK_REMOTE"):
+        from lakehouse import spark_server
+
+        folder = Path(tempfile.mkdtemp(prefix="spark-connect-test-"))
+        server = spark_server.start(_free_port(), folder=folder, conf=_test_server_conf())
+        _SERVICES.append(server)
+        os.environ["SPARK_REMOTE"] = server.url
+    url = os.environ["SPARK_REMOTE"]
+    host, _, port = url.removeprefix("sc://").partition(":")
+    os.environ["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"] = json.dumps(
+        {"conn_type": "spark_connect", "host": f"sc://{host}", "port": int(port.split("/")[0])}
+    )
+
+
+def pytest_unconfigure(config):
+    while _SERVICES:
+        _SERVICES.pop().stop()
+
+
+def _test_server_conf() -> dict[str, str]:
+    from lakehouse import spark_server
+
+    # two test workers share it: more memory than a laptop's default
+    return {**spark_server.server_conf(), "spark.driver.memory": "3g"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def shared_data(name: str) -> Path:
@@ -66,9 +122,11 @@ def airflow_db():
 
 @pytest.fixture(scope="session")
 def spark():
-    from spark_jobs.common.session import get_spark
+    """A Spark Connect session on the test run's server (the one every job in the tests uses)."""
+    from pyspark.sql import SparkSession
 
-    session = get_spark("tests")
+    session = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+    session.conf.set("spark.sql.session.timeZone", "UTC")
     yield session
     session.stop()
 

@@ -2,13 +2,16 @@
 
 Databricks cannot run here, so this is the one faked part. It answers the calls that
 ``DatabricksSubmitRunOperator`` makes (runs/submit, runs/get, runs/get-output) and, like a
-real cluster, actually runs the submitted ``spark_python_task``: with local spark-submit.
+real cluster, actually runs the submitted ``spark_python_task``: ``python <python_file> <parameters>``
+as a Spark Connect client of the test run's server (``SPARK_REMOTE``), as Databricks serverless
+compute runs it.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -81,14 +84,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def _execute(self, run_id: int, body: dict) -> None:
         task = body["spark_python_task"]
-        command = [
-            str(BIN / "spark-submit"),
-            "--master",
-            "local[2]",
-            task["python_file"],
-            *task["parameters"],
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        command = [sys.executable, task["python_file"], *task["parameters"]]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
         run = self.runs[run_id]
         if done.returncode == 0:
             run["info"]["state"] = {

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
+from lakehouse.reporting import read_rows
+
 LAYERS = ("bronze", "silver", "gold")
 
 
@@ -24,7 +26,7 @@ def versions(root: Path) -> dict[str, int]:
 
 def rows(root: Path, name: str, drop: tuple[str, ...] = ()) -> list[dict]:
     layer, table = name.split(".")
-    data = DeltaTable(str(root / layer / "netflix" / table)).to_pyarrow_table().to_pylist()
+    data = read_rows(str(root / layer / "netflix" / table))
     for row in data:
         for column in drop:
             row.pop(column, None)

@@ -3,10 +3,10 @@
 * Raw ingestion: ``fetch_to_raw`` and ``landed_files`` (what ``raw_file_landed`` pokes) with
   ``LAKE_ROOT=abfs://{layer}`` and an Airflow connection; only configuration differs from the
   local tests. Every blob is checked with azure-storage-blob, independently of our code.
-* delta-rs: ``DeltaRsEngine`` writes, appends idempotently, replaces a slice, merges and reads
-  Delta tables in a blob container, addressed as ``abfs://`` or as Databricks' ``abfss://`` form.
+* The Airflow side's Delta reads (``report_run``): delta-rs on a table in a blob container.
 
-Azurite is started once per session (tests/azurite.py); without node/npm these tests skip.
+Azurite is started once per session (tests/azurite.py); without node/npm these tests skip (and
+fail under CI=true).
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ import re
 from pathlib import PurePosixPath
 
 import pytest
-from test_delta_engine import delta_spark_problem  # noqa: F401  (a fixture: see lake_spark)
 
 from lakehouse.devserver import FileServer
 from lakehouse.http_ingest import SourceError, fetch_to_raw, landed_files
 from lakehouse.metadata import load_pipeline
 from lakehouse.sample_data import write_netflix_sample
-from spark_jobs.common.delta import DeltaRsEngine
 
 CONTAINERS = ("raw", "bronze", "silver", "gold")
 CONN_ID = "azurite_lake"
@@ -197,110 +195,32 @@ def test_bad_source_file_raises_and_lands_no_blob(abfs_lake, served, fault):
     assert landed_files("netflix", "titles") == []
 
 
-# -- delta-rs -------------------------------------------------------------------------------------
+# -- the Airflow side's Delta reads (delta-rs: no JVM in a task) -----------------------------------
 
 
-@pytest.fixture
-def lake_spark(request):
-    """The shared ``spark`` session, through test_delta_engine's gate.
+def test_reports_read_delta_tables_in_azure_storage(azurite, abfs_lake, monkeypatch):
+    """``report_run`` reads a run's rows of ``gold/<pipeline>/_audit`` where the lake is: a
+    container addressed as ``abfs://``, with the storage options a deployment sets in
+    ``DELTA_STORAGE_OPTIONS``. The table is written independently, with deltalake itself."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
 
-    A session gets the Delta jars only when it starts, so the first module to start it must try
-    with them (``delta_spark_problem``), and this module runs before test_delta_engine.py.
-    """
-    request.getfixturevalue("delta_spark_problem")
-    return request.getfixturevalue("spark")
+    from lakehouse.reporting import read_rows, rows_for_run, table_version
 
-
-def frame(spark, rows):
-    return spark.createDataFrame(rows, SCHEMA)
-
-
-def content(engine, uri, version=None):
-    return sorted(tuple(r) for r in engine.read(uri, version=version).select("k", "grp", "name").collect())
-
-
-def commit_actions(containers: Containers, container: str, log_blob: str) -> list[dict]:
-    return [json.loads(line) for line in containers.download(container, log_blob).splitlines() if line]
-
-
-def txns(actions: list[dict]) -> list[tuple[str, int]]:
-    return [(a["txn"]["appId"], a["txn"]["version"]) for a in actions if "txn" in a]
-
-
-@pytest.mark.parametrize(
-    "uri",
-    ["abfs://bronze/netflix/t", "abfss://bronze@devstoreaccount1.dfs.core.windows.net/netflix/t"],
-    ids=["abfs", "abfss-databricks-form"],
-)
-def test_delta_rs_engine_writes_delta_tables_to_azure_storage(azurite, abfs_lake, lake_spark, uri):
-    spark = lake_spark
-    engine = DeltaRsEngine(spark, storage_options=azurite.delta_storage_options)
-    assert engine.version(uri) is None
-    assert engine.history(uri) == []
-
-    # Idempotent appends: a replayed batch is skipped, with no commit.
-    assert engine.append(frame(spark, BASE), uri, txn=("loader", 1), metadata={"run": "r1"}) is True
-    assert engine.version(uri) == 0
-    assert engine.append(frame(spark, BASE), uri, txn=("loader", 1)) is False
-    assert engine.version(uri) == 0
-    assert content(engine, uri) == BASE
-    assert engine.append(frame(spark, [(4, "c", "w")]), uri, txn=("loader", 2)) is True
-    assert engine.version(uri) == 1
-    assert content(engine, uri) == [*BASE, (4, "c", "w")]
-
-    # Replace one slice, then merge on the key.
-    engine.overwrite(frame(spark, [(10, "a", "new")]), uri, where={"grp": "a"}, metadata={"run": "r3"})
-    assert engine.version(uri) == 2
-    assert content(engine, uri) == [(3, "b", "z"), (4, "c", "w"), (10, "a", "new")]
-    counts = engine.merge(frame(spark, [(3, "b", "z2"), (5, "d", "u")]), uri, ["k"], metadata={"run": "m"})
-    assert counts == {"updated": 1, "inserted": 1}
-    assert engine.version(uri) == 3
-    assert content(engine, uri) == [(3, "b", "z2"), (4, "c", "w"), (5, "d", "u"), (10, "a", "new")]
-
-    # History and time travel read back from the container.
-    history = engine.history(uri)
-    assert [c.version for c in history] == [3, 2, 1, 0]
-    assert [c.metadata for c in history] == [{"run": "m"}, {"run": "r3"}, {}, {"run": "r1"}]
-    assert history[0].operation == "MERGE"
-    assert content(engine, uri, version=0) == BASE
-    assert content(engine, uri, version=2) == [(3, "b", "z"), (4, "c", "w"), (10, "a", "new")]
-
-    # The blobs, seen by azure-storage-blob: one commit file per version, with the txn actions,
-    # and every data file of the current snapshot.
-    log = sorted(abfs_lake.blobs("bronze", "netflix/t/_delta_log/"))
-    assert log == [f"netflix/t/_delta_log/{v:020d}.json" for v in range(4)]
-    assert txns(commit_actions(abfs_lake, "bronze", log[0])) == [("loader", 1)]
-    assert txns(commit_actions(abfs_lake, "bronze", log[1])) == [("loader", 2)]
-    assert txns(commit_actions(abfs_lake, "bronze", log[3])) == []
-    blobs = set(abfs_lake.blobs("bronze", "netflix/t/"))
-    active = [f"netflix/t/{u.split('/netflix/t/', 1)[1]}" for u in engine._table(uri).file_uris()]
-    assert active
-    assert all(name.endswith(".parquet") for name in active)
-    assert set(active) <= blobs
-    assert set(abfs_lake.blobs("raw")) == set()  # the table went to its own container only
-
-
-def test_delta_rs_engine_takes_emulator_options_from_the_environment(
-    azurite, abfs_lake, lake_spark, monkeypatch
-):
-    """The notes' form, ``azure_storage_use_emulator``, as a deployment sets it: in
-    ``DELTA_STORAGE_OPTIONS``. The emulator flag means port 10000 unless
-    ``AZURITE_BLOB_STORAGE_URL`` names another, as it must for this session's free port."""
-    monkeypatch.setenv("DELTA_STORAGE_OPTIONS", json.dumps({"azure_storage_use_emulator": "true"}))
-    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", f"http://{azurite.host}:{azurite.port}")
-    spark = lake_spark
-    engine = DeltaRsEngine(spark)
-    assert engine.storage_options == {"azure_storage_use_emulator": "true"}
-    uri = "abfs://silver/netflix/e"
-
-    assert engine.merge(frame(spark, BASE), uri, ["k"], metadata={"run": "e1"}) == {
-        "inserted": 3,
-        "updated": 0,
-    }
-    counts = engine.merge(frame(spark, [(1, "a", "x2"), (9, "q", "n")]), uri, ["k"], metadata={"run": "e2"})
-    assert counts == {"updated": 1, "inserted": 1}
-    assert content(engine, uri) == [(1, "a", "x2"), (2, "a", "y"), (3, "b", "z"), (9, "q", "n")]
-    assert engine.version(uri) == 1
-    assert engine.last_metadata(uri) == {"run": "e2"}
-    log = sorted(abfs_lake.blobs("silver", "netflix/e/_delta_log/"))
-    assert log == [f"netflix/e/_delta_log/{v:020d}.json" for v in range(2)]
+    monkeypatch.setenv("DELTA_STORAGE_OPTIONS", json.dumps(azurite.delta_storage_options))
+    uri = "abfs://gold/netflix/_audit"
+    rows = [
+        {"run_id": "r1", "job": "gold", "layer": "gold", "table": "titles", "metric": "rows", "value": 3},
+        {"run_id": "r2", "job": "gold", "layer": "gold", "table": "titles", "metric": "rows", "value": 4},
+    ]
+    write_deltalake(uri, pa.Table.from_pylist(rows[:1]), storage_options=azurite.delta_storage_options)
+    write_deltalake(
+        uri, pa.Table.from_pylist(rows[1:]), mode="append", storage_options=azurite.delta_storage_options
+    )
+    assert rows_for_run("netflix", "_audit", "r2") == [rows[1]]
+    assert rows_for_run("netflix", "_audit", "r3") == []
+    assert table_version("gold", "netflix", "_audit") == 1
+    assert read_rows(uri, ["run_id"], version=0) == [{"run_id": "r1"}]
+    log = sorted(abfs_lake.blobs("gold", "netflix/_audit/_delta_log/"))
+    assert log == [f"netflix/_audit/_delta_log/{v:020d}.json" for v in range(2)]
+    assert rows_for_run("netflix", "_quality", "r2") == []  # no such table: nothing, not an error

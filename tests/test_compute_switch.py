@@ -1,4 +1,4 @@
-"""One setting moves the Spark jobs from local spark-submit to Databricks; the DAG is the same."""
+"""One setting moves the Spark jobs from the local Spark Connect server to Databricks; the DAG is the same."""
 
 from __future__ import annotations
 
@@ -27,31 +27,40 @@ def test_databricks_tasks_run_the_same_file_with_the_same_arguments(airflow_db, 
     remote = load_dag("netflix")
     for task_id in SPARK_TASKS:
         local_task, remote_task = local.get_task(task_id), remote.get_task(task_id)
-        assert type(local_task).__name__ == "SparkSubmitOperator"
+        assert type(local_task).__name__ == "SparkConnectJobOperator"
         assert type(remote_task).__name__ == "DatabricksSubmitRunOperator"
-        assert local_task.application == str(ROOT / "spark_jobs" / "run.py")
+        assert local_task.conn_id == "spark_connect_default"
         python_task = remote_task.spark_python_task
         assert python_task["python_file"] == "/Workspace/Shared/lakehouse/spark_jobs/run.py"
-        assert python_task["parameters"] == local_task.application_args
+        assert python_task["parameters"] == local_task.op_kwargs["argv"]
         assert remote_task.existing_cluster_id == "0101-000000-lakehouse"
     assert [t.task_id for t in local.tasks] == [t.task_id for t in remote.tasks]
 
 
-def test_local_spark_submit_settings_can_be_extended_by_configuration(airflow_db, monkeypatch):
-    default = load_dag("spotify_transform").get_task("gold").conf
+def test_local_server_settings_can_be_extended_by_configuration(monkeypatch):
+    from lakehouse import spark_server
+
+    default = spark_server.server_conf()
     assert default["spark.driver.memory"] == "2g"
-    monkeypatch.setenv("SPARK_SUBMIT_CONF", '{"spark.driver.memory": "6g", "spark.executor.cores": 2}')
-    conf = load_dag("spotify_transform").get_task("gold").conf
+    assert default["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    monkeypatch.setenv("SPARK_SERVER_CONF", '{"spark.driver.memory": "6g", "spark.executor.cores": 2}')
+    conf = spark_server.server_conf()
     assert conf == {**default, "spark.driver.memory": "6g", "spark.executor.cores": "2"}
+    command = spark_server.command(15999, conf)
+    assert "spark.driver.memory=6g" in command
+    assert "spark.connect.grpc.binding.port=15999" in command
+    jars = command[command.index("--jars") + 1].split(",")
+    assert any("delta-spark_4.2_2.13-" in jar for jar in jars)
+    assert any("hadoop-azure-" in jar for jar in jars)
 
 
 @pytest.mark.parametrize("value", ["{not json", '["spark.driver.memory"]', '{"driver.memory": "6g"}'])
-def test_bad_spark_submit_settings_fail_the_import_naming_the_variable(airflow_db, monkeypatch, value):
-    from airflow.dag_processing.dagbag import DagBag
+def test_bad_server_settings_are_refused_naming_the_variable(monkeypatch, value):
+    from lakehouse import spark_server
 
-    monkeypatch.setenv("SPARK_SUBMIT_CONF", value)
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "spotify.py"))
-    assert "SPARK_SUBMIT_CONF" in "".join(bag.import_errors.values())
+    monkeypatch.setenv("SPARK_SERVER_CONF", value)
+    with pytest.raises(ValueError, match="SPARK_SERVER_CONF"):
+        spark_server.server_conf()
 
 
 @pytest.mark.parametrize(

@@ -121,3 +121,54 @@ def test_spark_jobs_never_import_airflow():
         if "airflow" in _all_imports(path)
     ]
     assert offenders == []
+
+
+# What Spark Connect (Databricks serverless and standard-access clusters, the local server) lacks.
+CLASSIC_ONLY_ATTRIBUTES = {"_jvm", "_jsc", "_jdf", "_jsparkSession", "sparkContext", "rdd", "parallelize"}
+CLASSIC_ONLY_NAMES = {"SparkContext", "RDD", "py4j"}
+
+
+def classic_only_uses(source: str) -> list[str]:
+    """``line: what`` for each use of classic-Spark-only API in Python ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in CLASSIC_ONLY_ATTRIBUTES:
+            found.append(f"{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in CLASSIC_ONLY_NAMES:
+            found.append(f"{node.lineno}: {node.id}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = {alias.name for alias in node.names}
+            if (
+                node.module.split(".")[0] == "py4j"
+                or node.module == "pyspark.rdd"
+                or names & CLASSIC_ONLY_NAMES
+            ):
+                found.append(f"{node.lineno}: from {node.module} import {', '.join(sorted(names))}")
+        elif isinstance(node, ast.Import):
+            found += [f"{node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] == "py4j"]
+    return found
+
+
+def test_spark_jobs_use_only_what_spark_connect_supports():
+    offenders = {
+        str(path.relative_to(ROOT)): uses
+        for path in (ROOT / "spark_jobs").rglob("*.py")
+        if (uses := classic_only_uses(path.read_text()))
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "spark._jvm.org.apache.hadoop.fs.Path(uri)",
+        "spark._jsc.hadoopConfiguration()",
+        "spark.sparkContext.setLogLevel('WARN')",
+        "df.rdd.map(lambda r: r)",
+        "from pyspark import SparkContext",
+        "from py4j.java_gateway import JavaClass",
+        "df._jdf.queryExecution()",
+    ],
+)
+def test_the_spark_connect_check_finds_classic_only_api(source):
+    assert classic_only_uses(source)

@@ -1,104 +1,24 @@
-"""The DeltaEngine contract, run against both engines: delta-rs and delta-spark.
+"""The Delta engine's contract, on delta-spark through the test run's Spark Connect server.
 
-delta-spark needs its jars on the JVM's classpath, which ``configure_spark_with_delta_pip`` fetches
-from Maven when a session starts. Whether that works is probed once, in a subprocess, because only
-one SparkContext can exist per process: a failed start must not leave this process without Spark,
-and a session started without the jars cannot get them later. When the probe succeeds (and no
-session is running yet) the test session is started with the jars, so the shared ``spark``
-fixture returns that same session; otherwise the delta-spark cases skip and name the cause.
+Every case runs for real: the server loads the pinned Delta jars (``make venv``), exactly what
+the jobs use, locally and on Databricks.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import pytest
 from pyspark.sql.functions import expr
 
-from spark_jobs.common.delta import DeltaRsEngine, DeltaSparkEngine, delta_jars_loaded
+from spark_jobs.common.delta import DeltaEngine, DeltaTableError
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "k long, grp string, name string"
-PROBE_TIMEOUT = 180
-
-_PROBE = """
-from spark_jobs.common.delta import delta_jars_loaded
-from spark_jobs.common.session import get_spark
-spark = get_spark("delta-probe", with_delta_jars=True)
-print("DELTA_JARS_OK" if delta_jars_loaded(spark) else "DELTA_JARS_MISSING")
-spark.stop()
-"""
 
 
-def _cause(output: str) -> str:
-    """The one line of a failed session start that says why, e.g. Maven's unresolved dependency."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    cause = next((line for line in lines if "unresolved dependency" in line.lower()), None)
-    cause = cause or next((line for line in lines if line.startswith("Exception in thread")), None)
-    cause = cause or (lines[-1] if lines else "the probe printed nothing")
-    cause = cause.removeprefix('Exception in thread "main" ')
-    host = next((line for line in lines if line.startswith("Host ") and " not found" in line), None)
-    if host:
-        cause += f" ({host.split(' url=')[0].rstrip('.')}: Maven unreachable)"
-    return cause
-
-
-def _probe_delta_jars() -> str | None:
-    """None when a Spark session with the Delta jars starts in a fresh process, else why not."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _PROBE],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        return f"a Spark session with configure_spark_with_delta_pip did not start within {PROBE_TIMEOUT} s"
-    if proc.returncode == 0 and "DELTA_JARS_OK" in proc.stdout:
-        return None
-    if proc.returncode == 0:
-        return "the session started but io.delta.tables.DeltaTable is not on its classpath"
-    return _cause(proc.stderr + "\n" + proc.stdout)
-
-
-@pytest.fixture(scope="session")
-def delta_spark_problem(request) -> str | None:
-    """Start the test session with the Delta jars when they can be loaded; else say why not."""
-    from pyspark.sql import SparkSession
-
-    from spark_jobs.common.session import get_spark
-
-    problem = _probe_delta_jars()
-    if problem is None and SparkSession.getActiveSession() is None:
-        # Becomes the active session, which the shared ``spark`` fixture (get_spark) returns.
-        get_spark("tests", with_delta_jars=True)
-    spark = request.getfixturevalue("spark")
-    if problem is None and not delta_jars_loaded(spark):
-        problem = (
-            "this process's Spark session was started without them (one SparkContext per "
-            "process); run tests/test_delta_engine.py before other Spark tests or on its own"
-        )
-    return problem
-
-
-@pytest.fixture(params=["delta-rs", "delta-spark"])
-def engine(request, delta_spark_problem):
-    # ``spark`` only after ``delta_spark_problem``, which may have to start it with the jars.
-    spark = request.getfixturevalue("spark")
-    if request.param == "delta-rs":
-        return DeltaRsEngine(spark, storage_options={})
-    if delta_spark_problem:
-        pytest.skip(f"delta-spark jars cannot be loaded: {delta_spark_problem}")
-    return DeltaSparkEngine(spark)
+@pytest.fixture
+def engine(spark):
+    return DeltaEngine(spark)
 
 
 def frame(engine, rows):
@@ -195,22 +115,17 @@ def test_overwrite_where_value_is_a_literal(engine, tmp_path, value):
 @pytest.mark.parametrize(
     "value", ["o'brien", "x' OR '1'='1", "a\\b", "\\' OR true --", "\\", "tab\there", "é'ü"]
 )
-def test_delta_spark_predicate_matches_exactly_the_value(spark, value):
-    """delta-spark hands ``replaceWhere`` to Spark's SQL parser: check its predicate there.
-
-    This needs no Delta jars, so delta-spark's quoting is tested on every machine; delta-rs's
-    (parsed by DataFusion) is tested by the overwrite case above.
-    """
+def test_predicate_matches_exactly_the_value(spark, value):
+    """``replaceWhere`` goes to Spark's SQL parser: the predicate matches the value and nothing else."""
     df = spark.createDataFrame([(value,), ("other",), ("o",), ("",)], "grp string")
-    predicate = DeltaSparkEngine(spark).predicate({"grp": value})
+    predicate = DeltaEngine(spark).predicate({"grp": value})
     assert [r[0] for r in df.filter(expr(predicate)).collect()] == [value]
 
 
 def test_predicate_needs_a_condition_and_ands_columns(engine):
     with pytest.raises(ValueError, match="at least one"):
         engine.predicate({})
-    q = engine.quote_char
-    assert engine.predicate({"grp": "a", "k": 3}) == f"{q}grp{q} = 'a' AND {q}k{q} = 3"
+    assert engine.predicate({"grp": "a", "k": 3}) == "`grp` = 'a' AND `k` = 3"
 
 
 def test_merge_upserts_on_keys(engine, tmp_path):
@@ -292,8 +207,7 @@ def test_ident_rejects_unsafe_names(engine, name):
 
 @pytest.mark.parametrize("name", ["grp", "_rescued_data", "col_2"])
 def test_ident_quotes_safe_names(engine, name):
-    q = engine.quote_char
-    assert engine.ident(name) == f"{q}{name}{q}"
+    assert engine.ident(name) == f"`{name}`"
 
 
 def test_overwrite_where_in_replaces_several_slices_in_one_commit(engine, tmp_path):
@@ -370,16 +284,16 @@ def test_merge_takes_newer_by_or_order_by_not_both(engine, tmp_path):
 
 
 def test_order_guard_is_strict_lexicographic_with_null_lowest_in_spark_sql(spark):
-    """The delta-spark guard is parsed by Spark SQL: check its truth table there (no jars needed)."""
+    """The guard is parsed by Spark SQL: its truth table, NULL lowest, strictly greater."""
     values = [None, 1, 2]
     pairs = [(sa, sb, ta, tb) for sa in values for sb in values for ta in values for tb in values]
     df = spark.createDataFrame(pairs, "sa int, sb int, ta int, tb int").selectExpr(
         "named_struct('a', sa, 'b', sb) AS s", "named_struct('a', ta, 'b', tb) AS t"
     )
-    guard = DeltaSparkEngine(spark).order_guard(["a", "b"])
+    guard = DeltaEngine(spark).order_guard(["a", "b"])
     assert guard == (
         "((s.`a` > t.`a` OR (s.`a` IS NOT NULL AND t.`a` IS NULL))) OR "
-        "((s.`a` IS NOT DISTINCT FROM t.`a`) AND (s.`b` > t.`b` OR (s.`b` IS NOT NULL AND t.`b` IS NULL)))"
+        "((s.`a` <=> t.`a`) AND (s.`b` > t.`b` OR (s.`b` IS NOT NULL AND t.`b` IS NULL)))"
     )
 
     def key(a, b):  # NULL lowest
@@ -395,14 +309,9 @@ def test_order_guard_is_strict_lexicographic_with_null_lowest_in_spark_sql(spark
 TYPED = "k bigint, n int, name string, day date, at timestamp, ntz timestamp_ntz, amount double, ok boolean"
 
 
-def test_delta_rs_read_lets_spark_read_the_files_and_equals_the_arrow_read(spark, tmp_path):
-    """Locally, delta-rs reads go through Spark's parquet reader (no driver-side copy): the rows,
-    column types and time travel must be exactly what the Arrow route gives."""
+def test_types_and_time_travel_survive_merges_and_slice_replaces(engine, spark, tmp_path):
     import datetime as dt
 
-    from deltalake import DeltaTable
-
-    engine = DeltaRsEngine(spark, storage_options={})
     uri = str(tmp_path / "t")
     at = dt.datetime(2025, 9, 7, 23, 59, 59, 123456)
     rows = [
@@ -415,61 +324,98 @@ def test_delta_rs_read_lets_spark_read_the_files_and_equals_the_arrow_read(spark
     engine.overwrite(
         spark.createDataFrame([(4, 4, "d", None, None, None, None, None)], TYPED), uri, where={"k": 4}
     )
-
-    for version in (0, 1, 2, None):
-        read = engine.read(uri, version=version)
-        plan = read._jdf.queryExecution().optimizedPlan().toString()
-        assert "parquet" in plan.lower(), plan  # Spark scans the files itself
-        arrow = spark.createDataFrame(DeltaTable(uri, version=version).to_pyarrow_table())
-        # The Delta types; the Arrow route alone turned timestamp_ntz into a zoned timestamp.
-        assert read.schema.simpleString() == f"struct<{TYPED.replace(' ', ':').replace(',:', ',')}>"
-        assert [f.dataType for f in read.schema if f.name != "ntz"] == [
-            f.dataType for f in arrow.schema if f.name != "ntz"
-        ]
-        assert sorted(map(tuple, read.collect()), key=str) == sorted(map(tuple, arrow.collect()), key=str)
-    assert sorted(r.k for r in engine.read(uri).collect()) == [1, 2, 3, 4]
-    assert [r.n for r in engine.read(uri).where("k = 2").collect()] == [20]
+    read = engine.read(uri)
+    assert read.schema.simpleString() == f"struct<{TYPED.replace(' ', ':').replace(',:', ',')}>"
+    assert sorted(map(tuple, engine.read(uri, version=0).collect()), key=str) == sorted(rows, key=str)
+    assert sorted(r.k for r in read.collect()) == [1, 2, 3, 4]
+    assert [r.n for r in read.where("k = 2").collect()] == [20]
 
 
-def test_delta_rs_read_of_an_empty_table_keeps_its_columns(spark, tmp_path):
-    engine = DeltaRsEngine(spark, storage_options={})
+def test_empty_table_keeps_its_columns(engine, spark, tmp_path):
     uri = str(tmp_path / "t")
     engine.overwrite(spark.createDataFrame([], SCHEMA), uri)
+    assert engine.version(uri) == 0
     read = engine.read(uri)
     assert read.count() == 0
     assert read.columns == ["k", "grp", "name"]
 
 
-def test_delta_rs_read_of_a_partitioned_table_keeps_the_partition_column(spark, tmp_path):
-    """Partition values live in the paths, so such tables are read through Arrow: same rows."""
-    engine = DeltaRsEngine(spark, storage_options={})
+def test_table_id_changes_when_the_table_is_recreated(engine, tmp_path):
     uri = str(tmp_path / "t")
-    engine.merge(spark.createDataFrame(BASE, SCHEMA), uri, ["k"], partition_by=["grp"])
-    assert sorted(tuple(r) for r in engine.read(uri).select("k", "grp", "name").collect()) == BASE
-
-
-def test_delta_rs_added_rows_are_the_rows_of_files_added_since_a_version(spark, tmp_path):
-    import shutil
-
-    engine = DeltaRsEngine(spark, storage_options={})
-    uri = str(tmp_path / "t")
-    engine.merge(frame(engine, BASE), uri, ["k"])  # v0
-    engine.merge(frame(engine, [(4, "c", "w")]), uri, ["k"])  # v1: an insert, in a new file
-    engine.merge(frame(engine, [(2, "a", "y2")]), uri, ["k"])  # v2: an update rewrites v0's file
-
-    def keys(df):
-        return sorted(r.k for r in df.collect())
-
-    assert keys(engine.added_rows(uri, 0, 1)) == [4]
-    assert keys(engine.added_rows(uri, 1, 1)) == []
-    assert engine.added_rows(uri, 1, 1).columns == ["k", "grp", "name"]
-    # the rewritten file brings its other rows along: a superset of the change, never less
-    assert keys(engine.added_rows(uri, 1)) == [1, 2, 3]
-    assert sorted(tuple(r) for r in engine.added_rows(uri, 1).where("k = 2").collect()) == [(2, "a", "y2")]
-    assert engine.added_rows(uri, 3) is None  # a version the table does not have yet
+    engine.merge(frame(engine, BASE), uri, ["k"])
     old_id = engine.table_id(uri)
+    assert old_id
+    assert engine.table_id(uri) == old_id
     shutil.rmtree(uri)
     engine.merge(frame(engine, BASE), uri, ["k"])
-    engine.merge(frame(engine, [(5, "e", "v")]), uri, ["k"])
-    assert engine.table_id(uri) != old_id  # another table at the same path: the caller's check
+    assert engine.table_id(uri) not in (None, old_id)
     assert engine.table_id(str(tmp_path / "missing")) is None
+
+
+def test_new_tables_get_the_properties_asked_for_and_deletion_vectors(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.merge(frame(engine, BASE), uri, ["k"], properties={"delta.enableChangeDataFeed": "true"})
+    detail = engine.detail(uri)
+    assert detail["properties"]["delta.enableChangeDataFeed"] == "true"
+    # the server's default, as on Databricks
+    assert detail["properties"]["delta.enableDeletionVectors"] == "true"
+    # properties apply to a new table only; a later write keeps them
+    engine.overwrite(frame(engine, BASE), uri, properties={"delta.enableChangeDataFeed": "false"})
+    assert engine.detail(uri)["properties"]["delta.enableChangeDataFeed"] == "true"
+
+
+CDF = {"delta.enableChangeDataFeed": "true"}
+
+
+def feed(engine, uri, since, version):
+    found = engine.changes(uri, since, version)
+    return sorted((r["_change_type"], r["k"], r["name"], r["_commit_version"]) for r in found.collect())
+
+
+@pytest.mark.parametrize("layout", ["plain", "partitioned", "column-mapping"])
+def test_change_feed_lists_exactly_the_changed_rows(engine, spark, tmp_path, layout):
+    """Inserts, updates (pre and post images) and deletes between two versions, and nothing else:
+    with deletion vectors (on by default), a partitioned table and column mapping alike."""
+    uri = str(tmp_path / "t")
+    partition_by = ["grp"] if layout == "partitioned" else None
+    engine.merge(frame(engine, BASE), uri, ["k"], partition_by=partition_by, properties=CDF)  # v0
+    if layout == "column-mapping":
+        spark.sql(
+            f"ALTER TABLE {engine.table_ref(uri)} SET TBLPROPERTIES ("
+            "'delta.columnMapping.mode' = 'name', "
+            "'delta.minReaderVersion' = '2', 'delta.minWriterVersion' = '5')"
+        )  # v1
+    start = engine.version(uri)
+    engine.merge(frame(engine, [(2, "a", "y2"), (4, "c", "w")]), uri, ["k"])  # an update, an insert
+    spark.sql(f"DELETE FROM {engine.table_ref(uri)} WHERE k = 3")
+    end = engine.version(uri)
+    assert feed(engine, uri, start, end) == [
+        ("delete", 3, "z", end),
+        ("insert", 4, "w", start + 1),
+        ("update_postimage", 2, "y2", start + 1),
+        ("update_preimage", 2, "y", start + 1),
+    ]
+    assert feed(engine, uri, start + 1, end) == [("delete", 3, "z", end)]
+    assert feed(engine, uri, end, end) == []
+    assert "_change_type" in engine.changes(uri, end, end).columns
+    if layout != "plain":
+        detail = engine.detail(uri)
+        assert detail["properties"]["delta.enableDeletionVectors"] == "true"
+
+
+def test_change_feed_gap_is_none_not_a_guess(engine, spark, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.merge(frame(engine, BASE), uri, ["k"])  # v0: no change data feed
+    engine.merge(frame(engine, [(4, "c", "w")]), uri, ["k"])  # v1: none either
+    spark.sql(f"ALTER TABLE {engine.table_ref(uri)} SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    engine.merge(frame(engine, [(5, "d", "v")]), uri, ["k"])  # v3: recorded
+    assert engine.changes(uri, 0, 3) is None
+    assert feed(engine, uri, 2, 3) == [("insert", 5, "v", 3)]
+
+
+def test_a_broken_table_is_named_in_the_error(engine, tmp_path):
+    uri = tmp_path / "t"
+    engine.append(frame(engine, BASE), str(uri))
+    (uri / "_delta_log" / "00000000000000000000.json").write_text("{not json")
+    with pytest.raises(DeltaTableError, match=str(uri)):
+        engine.history(str(uri))

@@ -1,7 +1,8 @@
 """docker-compose.yaml: what would break a user who runs `docker compose up` on a laptop.
 
 No Docker engine is needed: the file is read with PyYAML, and Compose itself validates it when
-`docker-compose` is installed.
+`docker-compose` is installed (`make prereqs` installs it as root; missing, the test skips, and
+under CI=true fails).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from prereq import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -108,9 +110,9 @@ def test_connections_are_json_with_the_right_type(airflow_services):
     assert pipelines
     for name, service in airflow_services.items():
         env = _environment(service)
-        spark = json.loads(env["AIRFLOW_CONN_SPARK_LOCAL"])
-        assert spark["conn_type"] == "spark", name
-        assert re.fullmatch(r"local\[\d+\]", spark["host"]), name
+        spark = json.loads(env["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"])
+        assert spark["conn_type"] == "spark_connect", name
+        assert spark["host"] == "sc://spark-connect", name  # the service below
         for meta in pipelines:
             if "source" not in meta:  # file-drop pipelines read the lake, not a connection
                 continue
@@ -122,11 +124,34 @@ def test_connections_are_json_with_the_right_type(airflow_services):
             conn = json.loads(env[variable])
             assert conn["conn_type"] == "http", name
             assert conn["host"] == source["default_base_url"], name
-        # The same connections as `make demo`/`make airflow` use.
-        assert spark == json.loads(_makefile_value("AIRFLOW_CONN_SPARK_LOCAL"))
+        # The same connections as `make demo`/`make airflow` use, but for the server's host.
+        local = json.loads(
+            _makefile_value("AIRFLOW_CONN_SPARK_CONNECT_DEFAULT").replace("$(SPARK_PORT)", "15002")
+        )
+        assert {**spark, "host": "sc://127.0.0.1"} == local
         assert json.loads(env["AIRFLOW_CONN_NETFLIX_HTTP"]) == json.loads(
             _makefile_value("AIRFLOW_CONN_NETFLIX_HTTP")
         )
+
+
+def test_spark_connect_service_serves_the_tasks_on_the_same_lake(compose, airflow_services):
+    service = compose["services"]["spark-connect"]
+    assert service["command"][:4] == ["python", "-m", "lakehouse.spark_server", "run"]
+    port = int(service["command"][service["command"].index("--port") + 1])
+    env = _environment(service)
+    assert json.loads(env["SPARK_SERVER_CONF"])["spark.connect.grpc.binding.address"] == "0.0.0.0"
+    assert env["SPARK_JARS_DIR"].startswith("/home/airflow/.local/")
+    assert _mounts(service)["/home/airflow/.local"] == "airflow-venv"  # where airflow-init put the jars
+    for name, other in airflow_services.items():
+        other_env = _environment(other)
+        # the server reads and writes the lake at the path the tasks name
+        assert _mounts(service).get(other_env["LAKE_ROOT"]) == "./.lake", name
+        assert json.loads(other_env["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"])["port"] == port, name
+    scheduler = compose["services"]["airflow-scheduler"]["depends_on"]
+    assert scheduler["spark-connect"]["condition"] == "service_healthy"
+    init = "\n".join(compose["services"]["airflow-init"]["command"])
+    assert "include/spark/jars.lock" in init
+    assert "sha256sum --check" in init
 
 
 def test_image_matches_the_pinned_airflow_and_python(airflow_services):
@@ -146,7 +171,7 @@ def test_java_runtime_pin_matches_the_makefile(compose):
 
 def test_compose_validates():
     if shutil.which("docker-compose") is None:
-        pytest.skip(NO_COMPOSE)
+        missing(NO_COMPOSE)
     result = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"],
         cwd=ROOT,

@@ -11,6 +11,7 @@ from airflow_server import BIN, AirflowServer
 from deltalake import DeltaTable
 from test_formula1_e2e import expected_counts, expected_driver_standings
 
+from lakehouse.reporting import read_rows
 from lakehouse.sample_data import write_formula1_drops
 
 pytestmark = pytest.mark.e2e
@@ -59,9 +60,7 @@ def test_catchup_then_backfill_give_the_drop_by_drop_tables(tmp_path):
         expected = expected_counts(drops, raw)
         actual = {name: DeltaTable(str(lake / "silver" / "formula1" / name)).count() for name in expected}
         assert actual == expected
-        standings = (
-            DeltaTable(str(lake / "gold" / "formula1" / "driver_standings")).to_pyarrow_table().to_pylist()
-        )
+        standings = read_rows(str(lake / "gold" / "formula1" / "driver_standings"))
         assert sorted(
             (r["driver_name"], r["total_points"], r["wins"], r["rank"])
             for r in standings

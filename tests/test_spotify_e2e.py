@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from conftest import clear_and_rerun, run_dag, shared_data
 from deltalake import DeltaTable
 
+from lakehouse.reporting import read_rows
 from lakehouse.spotify_source import load_script
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +73,7 @@ def naive_utc(value):
 
 
 def delta_rows(lake, layer: str, table: str) -> list[dict]:
-    rows = DeltaTable(str(lake / layer / "spotify" / table)).to_pyarrow_table().to_pylist()
+    rows = read_rows(str(lake / layer / "spotify" / table))
     return [{k: naive_utc(v) for k, v in row.items()} for row in rows]
 
 

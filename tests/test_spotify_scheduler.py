@@ -17,8 +17,8 @@ import pytest
 import yaml
 from airflow_server import BIN, ROOT, AirflowServer
 from conftest import shared_data
-from deltalake import DeltaTable
 
+from lakehouse.reporting import read_rows
 from lakehouse.spotify_source import load_script
 
 pytestmark = pytest.mark.e2e
@@ -29,10 +29,7 @@ GOLD = ["dim_user", "dim_artist", "dim_track", "dim_date", "fact_stream", "strea
 
 def gold_content(lake) -> dict[str, Counter]:
     return {
-        t: Counter(
-            tuple(sorted(r.items()))
-            for r in DeltaTable(str(lake / "gold" / "spotify" / t)).to_pyarrow_table().to_pylist()
-        )
+        t: Counter(tuple(sorted(r.items())) for r in read_rows(str(lake / "gold" / "spotify" / t)))
         for t in GOLD
     }
 
@@ -42,7 +39,8 @@ def finished(runs: list[dict]) -> list[dict]:
 
 
 def transforms_settled(server, after: dt.datetime):
-    """True once a transform run that started after ``after`` finished and none is waiting."""
+    """True once a transform run that started after ``after`` (the last ingest run's start: its
+    Asset events come at its tasks' ends, before the run itself ends) finished, none is waiting."""
     runs = server.runs("spotify_transform")
     if any(r["state"] in ("queued", "running") for r in runs):
         return False
@@ -56,10 +54,16 @@ def wait_for_transforms(server, after: dt.datetime, timeout: float = 900) -> lis
     import time
 
     deadline = time.monotonic() + timeout
+    seen = None
     while time.monotonic() < deadline:
         if transforms_settled(server, after):
-            return server.runs("spotify_transform")
-        time.sleep(5)
+            runs = server.runs("spotify_transform")
+            if runs == seen:  # settled twice, a scheduler loop apart: no event left unconsumed
+                return runs
+            seen = runs
+        else:
+            seen = None
+        time.sleep(10)
     raise RuntimeError(f"spotify_transform did not settle: {server.runs('spotify_transform')}")
 
 
@@ -99,7 +103,7 @@ def test_a_backfill_of_five_days_gives_the_gold_of_five_scheduled_runs(tmp_path,
         )
         assert {r["logical_date"][:10]: r["state"] for r in runs} == dict.fromkeys(DAYS, "success")
         assert all(r["run_id"].startswith("scheduled__") for r in runs), runs
-        last_ingest = max(dt.datetime.fromisoformat(r["end_date"]) for r in runs)
+        last_ingest = max(dt.datetime.fromisoformat(r["start_date"]) for r in runs)
         transforms = wait_for_transforms(server, after=last_ingest)
         assert {r["state"] for r in transforms} == {"success"}, server.log_tail()
         assert all(r["run_id"].startswith("asset_triggered__") for r in transforms), transforms
@@ -124,7 +128,7 @@ def test_a_backfill_of_five_days_gives_the_gold_of_five_scheduled_runs(tmp_path,
         )
         assert {r["state"] for r in runs} == {"success"}
         assert len(runs) == len(DAYS)  # the same runs, cleared and run again
-        last_ingest = max(dt.datetime.fromisoformat(r["end_date"]) for r in runs)
+        last_ingest = max(dt.datetime.fromisoformat(r["start_date"]) for r in runs)
         transforms = wait_for_transforms(server, after=last_ingest)
         assert {r["state"] for r in transforms} == {"success"}, server.log_tail()
         assert gold_content(lake) == scheduled

@@ -1,14 +1,26 @@
-"""A Spark job as an Airflow task: local spark-submit or a Databricks run, by configuration.
+"""A Spark job as an Airflow task: a Spark Connect client or a Databricks run, by configuration.
 
-Both run the same file, ``spark_jobs/run.py``, with the same arguments, so a DAG does not change
-when ``LAKEHOUSE_COMPUTE`` moves it from a laptop to Databricks.
+Both run the same entry point, ``spark_jobs/run.py``, with the same arguments, so a DAG does not
+change when ``LAKEHOUSE_COMPUTE`` moves it from a laptop to Databricks:
+
+* ``local`` (default): the task is a Spark Connect client of the server behind connection
+  ``SPARK_CONN_ID`` (``spark_connect_default``), through the Spark provider's ``PySparkOperator``:
+  ``run.py``'s ``main`` runs in the task with that session, so a job costs its work, not a JVM start.
+* ``databricks``: ``DatabricksSubmitRunOperator`` submits ``run.py`` as a ``spark_python_task``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+
+from airflow.providers.apache.spark.operators.spark_pyspark import PySparkOperator
 
 from lakehouse import settings
+
+
+class SparkJobError(RuntimeError):
+    """A Spark job failed, timed out or lost its server; the message names the job and tables."""
 
 
 def job_arguments(
@@ -30,6 +42,86 @@ def job_arguments(
     if tables:
         args += ["--tables", ",".join(tables)]
     return args + list(extra_args or [])
+
+
+def _describe(argv: Sequence[str]) -> str:
+    """``netflix.silver (tables cast, category)``: the job and what it was asked to write."""
+    tables = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--tables"), "")
+    return argv[0] + (f" (tables {tables.replace(',', ', ')})" if tables else "")
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).split("\n\nJVM stacktrace:", 1)[0]
+    return " ".join(text.split())[:800] or type(exc).__name__
+
+
+def run_spark_job(argv: list[str], spark=None) -> None:
+    """Run ``spark_jobs/run.py``'s ``main`` on ``spark``; a failure names the job and its cause."""
+    import sys
+
+    root = str(settings.spark_jobs_dir().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from spark_jobs.run import main
+
+    try:
+        main(list(argv), spark=spark)
+    except SystemExit as exc:  # argparse's usage errors
+        raise SparkJobError(f"Spark job {_describe(argv)}: invalid arguments ({exc})") from exc
+    except Exception as exc:
+        if _server_lost(exc):
+            raise SparkJobError(
+                f"Spark job {_describe(argv)}: lost its Spark Connect server ({_cause(exc)})"
+            ) from exc
+        raise SparkJobError(
+            f"Spark job {_describe(argv)} failed: {type(exc).__name__}: {_cause(exc)}"
+        ) from exc
+
+
+def _server_lost(exc: BaseException) -> bool:
+    """Whether the client lost the server (it stopped, was killed or is unreachable)."""
+    text = str(exc)
+    return any(marker in text for marker in ("StatusCode.UNAVAILABLE", "failed to connect to all addresses"))
+
+
+class SparkConnectJobOperator(PySparkOperator):
+    """``spark_jobs/run.py <pipeline>.<job> ARGS`` as a Spark Connect client, in the task's process.
+
+    The provider's ``PySparkOperator`` builds the session from the ``spark_connect`` connection and
+    stops it afterwards; a killed task (or one that times out) interrupts what it left running on
+    the server, so nothing keeps writing after the task has ended.
+    """
+
+    template_fields: Sequence[str] = (*PySparkOperator.template_fields,)
+    ui_color = "#f7c873"
+
+    def __init__(self, *, argv: list[str], **kwargs):
+        super().__init__(python_callable=run_spark_job, op_kwargs={"argv": argv}, **kwargs)
+
+    def execute_callable(self):
+        from pyspark.sql import SparkSession
+
+        try:
+            return super().execute_callable()
+        except BaseException as exc:
+            # a timeout or a kill arrives as an exception in this thread: stop the server's work too
+            if not isinstance(exc, SparkJobError):
+                self._interrupt(SparkSession.getActiveSession())
+            raise
+
+    def on_kill(self) -> None:
+        from pyspark.sql import SparkSession
+
+        self._interrupt(SparkSession.getActiveSession())
+
+    def _interrupt(self, session) -> None:
+        if session is None:
+            return
+        try:
+            interrupted = session.interruptAll()
+            self.log.warning("interrupted %s operation(s) on the Spark Connect server", len(interrupted))
+        except Exception as exc:  # the server may be gone already
+            self.log.warning("could not interrupt the Spark Connect session: %s", _cause(exc))
 
 
 def spark_job(
@@ -64,16 +156,10 @@ def spark_job(
             **settings.databricks_cluster(),
             **kwargs,
         )
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-
-    python = settings.spark_python()
-    return SparkSubmitOperator(
+    return SparkConnectJobOperator(
         task_id=task_id,
         conn_id=settings.spark_conn_id(),
-        application=str(settings.spark_jobs_dir() / "run.py"),
-        application_args=args,
-        name=f"{pipeline}.{job}",
-        conf=settings.spark_submit_conf(),
-        env_vars={"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python},
+        argv=args,
+        config_kwargs={"spark.app.name": f"{pipeline}.{job}"},
         **kwargs,
     )

@@ -22,10 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from lakehouse import settings
+from lakehouse import settings, spark_server
 from lakehouse.devserver import FileServer
-from lakehouse.reporting import catalog, format_table
+from lakehouse.reporting import catalog, format_table, read_rows
 from lakehouse.sample_data import write_formula1_drops, write_netflix_sample
+from lakehouse.spark_server import SparkServer
 from lakehouse.storage import layer_uri, table_uri
 
 TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
@@ -230,13 +231,7 @@ def demo_spotify(airflow: str) -> bool:
 def print_scd2_history(users: int = 3) -> None:
     """The versions gold/spotify/dim_user holds for a few users that changed (a change of
     country is a new version too, though not a column shown here)."""
-    from deltalake import DeltaTable
-
-    rows = (
-        DeltaTable(table_uri("gold", "spotify", "dim_user"))
-        .to_pyarrow_table(columns=SCD2_COLUMNS)
-        .to_pylist()
-    )
+    rows = read_rows(table_uri("gold", "spotify", "dim_user"), SCD2_COLUMNS)
     versions: dict[int, list[dict]] = {}
     for row in rows:
         versions.setdefault(row["user_id"], []).append(row)
@@ -262,6 +257,20 @@ def _cell(value) -> str:
     return "" if value is None else str(value)
 
 
+def start_spark() -> SparkServer:
+    """The Spark Connect server the DAGs' Spark tasks run on: one already answering on the
+    connection's port (``make airflow`` started one, say), else one started for the demo."""
+    started = time.monotonic()
+    server = spark_server.start(spark_server.DEFAULT_PORT)
+    os.environ["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"] = server.connection()
+    if server.pid is None:
+        say(f"Using the Spark Connect server at {server.url}")
+    else:
+        seconds = time.monotonic() - started
+        say(f"Started a Spark Connect server (Delta Lake, local[2]) at {server.url} in {seconds:.0f} s")
+    return server
+
+
 def timed_run(airflow: str, dag_id: str, logical_date: str, conf: dict) -> bool:
     started = time.monotonic()
     state = run_dag(airflow, dag_id, logical_date, conf)
@@ -275,15 +284,19 @@ def main() -> int:
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(settings.REPO_ROOT / "dags"))
-    os.environ.setdefault("AIRFLOW_CONN_SPARK_LOCAL", '{"conn_type": "spark", "host": "local[2]"}')
     os.environ.setdefault("LAKE_ROOT", str(settings.REPO_ROOT / ".lake"))
     # A failed task is retried after seconds, not the pipelines' five minutes, while one watches.
     os.environ.setdefault("LAKEHOUSE_RETRY_DELAY_SECONDS", "10")
     ensure_airflow_db(airflow)
-
-    ok = demo_netflix(airflow)
-    ok = demo_formula1(airflow) and ok
-    ok = demo_spotify(airflow) and ok
+    server = start_spark()
+    try:
+        ok = demo_netflix(airflow)
+        ok = demo_formula1(airflow) and ok
+        ok = demo_spotify(airflow) and ok
+    finally:
+        if server.pid is not None:
+            say(f"\nStopping the Spark Connect server at {server.url}")
+            server.stop()
 
     say("\nRaw files landed: " + ", ".join(raw_file_counts(Path(settings.lake_root()))))
     tables = catalog(settings.lake_root())

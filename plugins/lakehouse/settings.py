@@ -47,37 +47,13 @@ def compute() -> str:
 
 
 def spark_conn_id() -> str:
-    return _env("SPARK_CONN_ID", "spark_local")
+    """The Spark Connect server local jobs run on: a ``spark_connect`` connection."""
+    return _env("SPARK_CONN_ID", "spark_connect_default")
 
 
-def spark_python() -> str:
-    """The Python that local Spark's driver and workers run: this environment's, by default."""
-    return _env("SPARK_PYTHON", sys.executable)
-
-
-SPARK_SUBMIT_DEFAULTS = {
-    "spark.ui.enabled": "false",
-    "spark.log.level": "WARN",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.sql.session.timeZone": "UTC",
-    "spark.driver.memory": "2g",
-}
-
-
-def spark_submit_conf() -> dict[str, str]:
-    """Local spark-submit's ``--conf``: the defaults, updated by ``SPARK_SUBMIT_CONF`` (a JSON
-    object of Spark settings, e.g. ``{"spark.driver.memory": "8g"}`` for bigger data)."""
-    raw = _env("SPARK_SUBMIT_CONF", "{}")
-    try:
-        extra = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"SPARK_SUBMIT_CONF is not valid JSON: {exc}") from exc
-    if not isinstance(extra, dict) or not all(
-        isinstance(k, str) and k.startswith("spark.") and isinstance(v, str | int | float)
-        for k, v in extra.items()
-    ):
-        raise ValueError(f"SPARK_SUBMIT_CONF must map spark.* settings to values, not {raw!r}")
-    return {**SPARK_SUBMIT_DEFAULTS, **{k: str(v) for k, v in extra.items()}}
+def spark_jars_dir() -> Path:
+    """JVM packages for a local Spark Connect server (``make venv`` fetches them there)."""
+    return Path(_env("SPARK_JARS_DIR", str(Path(sys.prefix) / "spark-jars")))
 
 
 def databricks_conn_id() -> str:

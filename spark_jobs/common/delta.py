@@ -1,25 +1,50 @@
-"""One small Delta Lake interface, two engines.
+"""Delta Lake through delta-spark, in Delta's SQL and DataFrame options only.
 
-* ``DeltaSparkEngine``: delta-spark, as on Databricks or a laptop whose Spark loaded the Delta jars.
-* ``DeltaRsEngine``: delta-rs through Arrow, for a Spark without the Delta jars (no Maven access).
+That subset runs the same on Databricks (serverless, standard-access and classic clusters) and on
+a local Spark Connect server with the Delta jars: ``DeltaTable``'s Python API would need the
+Delta Connect server plugin there, so MERGE, history and table details are SQL statements.
 
-Both write ordinary Delta tables, record a JSON ``userMetadata`` on each commit (the jobs keep
-the versions of their inputs there, to skip work whose inputs did not change), and make appends
-idempotent through Delta's application transactions (``txnAppId``/``txnVersion``).
+Every commit carries a JSON ``userMetadata`` (the jobs keep the versions of their inputs there, to
+skip work whose inputs did not change); appends can be made idempotent with Delta's application
+transactions (``txnAppId``/``txnVersion``); tables are created with the properties the caller
+asks for (silver tables with the change data feed on, so readers can follow what changed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-from abc import ABC, abstractmethod
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from spark_jobs.common.lake import check_name
 
-ENGINES = ("delta-spark", "delta-rs")
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+# Error conditions that mean "no Delta table at this path" (as opposed to a broken one).
+NOT_A_TABLE = frozenset(
+    {"DELTA_TABLE_ONLY_OPERATION", "DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_NOT_FOUND", "PATH_NOT_FOUND"}
+)
+# The change data feed cannot answer for a range of versions (not recorded, or its log is gone).
+NO_CHANGE_DATA = frozenset(
+    {
+        "DELTA_MISSING_CHANGE_DATA",
+        "DELTA_CHANGE_DATA_FEED_NOT_ENABLED",
+        "DELTA_VERSIONS_NOT_CONTIGUOUS",
+        "DELTA_CDC_READ_NULL_RANGE_BOUNDARY",
+        "DELTA_INVALID_CDC_RANGE",
+        "DELTA_TABLE_FEATURE_READ_ONLY_FOR_CDF",
+        "DELTA_FILE_NOT_FOUND_DETAILED",
+        "DELTA_VERSION_NOT_CONTIGUOUS",
+        "DELTA_CANNOT_RECONSTRUCT_PATH_FROM_URI",
+        "DELTA_TIME_TRAVEL_INVALID_BEGIN_VALUE",
+    }
+)
+CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+
+class DeltaTableError(RuntimeError):
+    """A Delta operation failed; the message names the table's path and the cause."""
 
 
 @dataclass(frozen=True)
@@ -30,12 +55,23 @@ class Commit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _literal(value: Any, *, backslash_escapes: bool = False) -> str:
-    """A SQL literal for a Delta predicate; strings are quoted with embedded quotes doubled.
+def condition(exc: BaseException) -> str | None:
+    """The error class of a Spark exception (``DELTA_MISSING_CHANGE_DATA`` ...), if it has one."""
+    getter = getattr(exc, "getCondition", None)
+    try:
+        return getter() if getter else None
+    except Exception:  # an exception type without a condition
+        return None
 
-    ``backslash_escapes``: the parser reads ``\\`` as an escape (Spark SQL does, DataFusion does
-    not), so backslashes are doubled too; else ``\\'`` would end the literal early.
-    """
+
+def short_message(exc: BaseException) -> str:
+    """A Spark error's message without the JVM stack trace that follows it."""
+    text = str(exc).split("\n\nJVM stacktrace:", 1)[0]
+    return " ".join(text.split())[:600]
+
+
+def _literal(value: Any) -> str:
+    """A Spark SQL literal for a predicate; quotes are doubled and backslashes escaped."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -43,9 +79,7 @@ def _literal(value: Any, *, backslash_escapes: bool = False) -> str:
     if isinstance(value, dt.datetime | dt.date):
         return f"'{value.isoformat()}'"
     if isinstance(value, str):
-        if backslash_escapes:
-            value = value.replace("\\", "\\\\")
-        return "'" + value.replace("'", "''") + "'"
+        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     raise TypeError(f"unsupported predicate value {value!r}")
 
 
@@ -61,20 +95,25 @@ def _parse_metadata(raw: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
-class DeltaEngine(ABC):
-    """Read, write (append, replace all or a slice), merge and history of Delta tables."""
+class DeltaEngine:
+    """Read, write (append, replace all or a slice), merge, history and change feed of Delta tables
+    addressed by path."""
 
-    name: str
-    quote_char: str
-    backslash_escapes: bool = False
+    name = "delta-spark"
 
     def __init__(self, spark):
         self.spark = spark
 
-    # -- predicates -------------------------------------------------------------------------
-    def ident(self, column: str) -> str:
+    # -- SQL building blocks ------------------------------------------------------------------------
+    @staticmethod
+    def table_ref(uri: str) -> str:
+        """``delta.`<path>```, the path quoted as a Spark SQL identifier."""
+        return "delta.`" + uri.replace("`", "``") + "`"
+
+    @staticmethod
+    def ident(column: str) -> str:
         check_name("column", column.lstrip("_"))
-        return f"{self.quote_char}{column}{self.quote_char}"
+        return f"`{column}`"
 
     def predicate(self, where: dict[str, Any]) -> str:
         """``col = value`` per item, ANDed; a list or tuple value means ``col IN (...)``."""
@@ -85,10 +124,9 @@ class DeltaEngine(ABC):
             if isinstance(val, list | tuple | set | frozenset):
                 if not val:
                     raise ValueError(f"an IN condition on {col!r} needs at least one value")
-                values = ", ".join(_literal(v, backslash_escapes=self.backslash_escapes) for v in sorted(val))
-                parts.append(f"{self.ident(col)} IN ({values})")
+                parts.append(f"{self.ident(col)} IN ({', '.join(_literal(v) for v in sorted(val))})")
             else:
-                parts.append(f"{self.ident(col)} = {_literal(val, backslash_escapes=self.backslash_escapes)}")
+                parts.append(f"{self.ident(col)} = {_literal(val)}")
         return " AND ".join(parts)
 
     def merge_conditions(
@@ -115,25 +153,117 @@ class DeltaEngine(ABC):
         terms = []
         for i, column in enumerate(order_by):
             c = self.ident(column)
-            # parenthesised: DataFusion binds IS NOT DISTINCT FROM more loosely than AND
-            equal = [f"(s.{self.ident(p)} IS NOT DISTINCT FROM t.{self.ident(p)})" for p in order_by[:i]]
+            equal = [f"(s.{self.ident(p)} <=> t.{self.ident(p)})" for p in order_by[:i]]
             greater = f"(s.{c} > t.{c} OR (s.{c} IS NOT NULL AND t.{c} IS NULL))"
             terms.append("(" + " AND ".join([*equal, greater]) + ")")
         return " OR ".join(terms)
 
-    # -- the interface ----------------------------------------------------------------------
-    @abstractmethod
+    def _fail(self, what: str, uri: str, exc: BaseException) -> DeltaTableError:
+        return DeltaTableError(f"{what} of Delta table {uri} failed: {short_message(exc)}")
+
+    # -- state ----------------------------------------------------------------------------------------
+    def history(self, uri: str, limit: int | None = None) -> list[Commit]:
+        """Commits, newest first; none when no Delta table is at ``uri``."""
+        from pyspark.errors import AnalysisException
+
+        sql = f"DESCRIBE HISTORY {self.table_ref(uri)}" + (f" LIMIT {int(limit)}" if limit else "")
+        try:
+            rows = self.spark.sql(sql).select("version", "operation", "timestamp", "userMetadata").collect()
+        except Exception as exc:
+            if isinstance(exc, AnalysisException) and condition(exc) in NOT_A_TABLE:
+                return []
+            raise self._fail("reading the history", uri, exc) from exc
+        commits = [
+            Commit(
+                version=int(r["version"]),
+                operation=str(r["operation"]),
+                timestamp=r["timestamp"],
+                metadata=_parse_metadata(r["userMetadata"]),
+            )
+            for r in rows
+        ]
+        return sorted(commits, key=lambda c: c.version, reverse=True)
+
     def version(self, uri: str) -> int | None:
         """Current version, or None when no table exists at ``uri``."""
+        commits = self.history(uri, limit=1)
+        return commits[0].version if commits else None
 
     def exists(self, uri: str) -> bool:
         return self.version(uri) is not None
 
-    @abstractmethod
-    def read(self, uri: str, version: int | None = None):
-        """The table (optionally as of ``version``) as a Spark DataFrame."""
+    def last_metadata(self, uri: str) -> dict[str, Any]:
+        commits = self.history(uri, limit=1)
+        return commits[0].metadata if commits else {}
 
-    @abstractmethod
+    def detail(self, uri: str) -> dict | None:
+        """``DESCRIBE DETAIL``: id, partition columns, properties, features; None when missing."""
+        from pyspark.errors import AnalysisException
+
+        try:
+            row = self.spark.sql(f"DESCRIBE DETAIL {self.table_ref(uri)}").first()
+        except Exception as exc:
+            if isinstance(exc, AnalysisException) and condition(exc) in NOT_A_TABLE:
+                return None
+            raise self._fail("reading the details", uri, exc) from exc
+        if row is None or (row["format"] or "").lower() != "delta":
+            return None
+        return row.asDict(recursive=True)
+
+    def table_id(self, uri: str) -> str | None:
+        """The table's id (Delta ``metaData.id``): another id at the same path is another table."""
+        found = self.detail(uri)
+        return str(found["id"]) if found else None
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def read(self, uri: str, version: int | None = None):
+        """The table (optionally as of ``version``) as a DataFrame."""
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(uri)
+
+    def changes(self, uri: str, since: int, version: int):
+        """The change data feed after version ``since`` up to ``version``: the table's columns plus
+        ``_change_type`` (insert, update_preimage, update_postimage, delete), ``_commit_version``
+        and ``_commit_timestamp``; exact with deletion vectors, partitions and column mapping.
+
+        Materialised, so that a gap is found here: None when the feed cannot tell (it was off for
+        some of these versions, or their log is gone); the caller then reads the whole table.
+        """
+        from pyspark.errors import AnalysisException, SparkRuntimeException
+
+        if version < since:
+            raise ValueError(f"{uri}: version {version} is older than {since}")
+        reader = self.spark.read.format("delta").option("readChangeFeed", "true")
+        if version == since:
+            # no version in the range: the feed's columns, no rows
+            return reader.option("startingVersion", since).option("endingVersion", since).load(uri).limit(0)
+        try:
+            df = (
+                reader.option("startingVersion", since + 1)
+                .option("endingVersion", version)
+                .load(uri)
+                .localCheckpoint(eager=True)
+            )
+        except (AnalysisException, SparkRuntimeException) as exc:
+            if condition(exc) in NO_CHANGE_DATA:
+                return None
+            raise self._fail("reading the change data feed", uri, exc) from exc
+        return df
+
+    # -- writes ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _writer(df, mode, metadata, partition_by, properties=None):
+        writer = df.write.format("delta").mode(mode)
+        if metadata:
+            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        for key, value in (properties or {}).items():
+            writer = writer.option(key, value)  # table properties, applied when the write creates it
+        return writer
+
     def append(
         self,
         df,
@@ -142,10 +272,19 @@ class DeltaEngine(ABC):
         metadata: dict | None = None,
         txn: tuple[str, int] | None = None,
         partition_by: list[str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> bool:
         """Append rows. With ``txn=(app_id, n)`` a batch already committed is skipped (False)."""
+        before = self.version(uri)
+        writer = self._writer(df, "append", metadata, partition_by, properties if before is None else None)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+        try:
+            writer.save(uri)
+        except Exception as exc:
+            raise self._fail("an append", uri, exc) from exc
+        return txn is None or self.version(uri) != before
 
-    @abstractmethod
     def overwrite(
         self,
         df,
@@ -154,10 +293,20 @@ class DeltaEngine(ABC):
         where: dict[str, Any] | None = None,
         metadata: dict | None = None,
         partition_by: list[str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> None:
         """Replace the whole table, or only the rows matching ``where`` (column = value, ANDed)."""
+        exists = self.exists(uri)
+        writer = self._writer(df, "overwrite", metadata, partition_by, None if exists else properties)
+        if where and exists:
+            writer = writer.option("replaceWhere", self.predicate(where))
+        else:
+            writer = writer.option("overwriteSchema", "true")
+        try:
+            writer.save(uri)
+        except Exception as exc:
+            raise self._fail("a replace", uri, exc) from exc
 
-    @abstractmethod
     def merge(
         self,
         df,
@@ -168,6 +317,7 @@ class DeltaEngine(ABC):
         newer_by: str | None = None,
         partition_by: list[str] | None = None,
         order_by: list[str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> dict:
         """Upsert on ``keys``: update matched rows, insert the rest. Returns row counts.
 
@@ -175,332 +325,29 @@ class DeltaEngine(ABC):
         source row whose value is not older, so a late, older delivery never overwrites newer data.
         With ``order_by`` (columns such as ``[updated_at, _row_hash]``), only by a source row
         strictly greater by those columns in order: an older row, or the same row delivered
-        again, changes nothing. ``partition_by`` applies when the merge creates the table.
+        again, changes nothing. ``partition_by`` and ``properties`` apply when the merge creates
+        the table.
         """
-
-    @abstractmethod
-    def history(self, uri: str, limit: int | None = None) -> list[Commit]:
-        """Commits, newest first."""
-
-    @abstractmethod
-    def table_id(self, uri: str) -> str | None:
-        """The table's id (Delta ``metaData.id``): another id at the same path is another table."""
-
-    @abstractmethod
-    def added_rows(self, uri: str, since: int, version: int | None = None):
-        """The rows of the data files the table has at ``version`` (default: current) and did not
-        have at ``since``: every row inserted or updated in between, with rows that merely shared
-        a rewritten file. None when this engine cannot tell exactly (the caller reads the table)."""
-
-    def last_metadata(self, uri: str) -> dict[str, Any]:
-        commits = self.history(uri, limit=1)
-        return commits[0].metadata if commits else {}
-
-
-class DeltaRsEngine(DeltaEngine):
-    """delta-rs (the ``deltalake`` package): Spark DataFrames cross over as Arrow tables."""
-
-    name = "delta-rs"
-    quote_char = '"'
-
-    def __init__(self, spark, storage_options: dict[str, str] | None = None):
-        super().__init__(spark)
-        if storage_options is None:
-            storage_options = json.loads(os.environ.get("DELTA_STORAGE_OPTIONS") or "{}")
-        self.storage_options = storage_options or None
-
-    def _table(self, uri: str, version: int | None = None):
-        from deltalake import DeltaTable
-
-        return DeltaTable(uri, version=version, storage_options=self.storage_options)
-
-    def version(self, uri: str) -> int | None:
-        from deltalake import DeltaTable
-
-        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
-            return None
-        return self._table(uri).version()
-
-    def read(self, uri: str, version: int | None = None):
-        """The table's files read by Spark itself where it can (a local table without partition
-        columns, column mapping or deletion vectors: its data files are then exactly its rows),
-        else the rows through Arrow. Spark reads lazily and in parallel; through Arrow, the
-        whole table passes the Python driver, which grows with the table."""
-        table = self._table(uri, version)
-        if not self._spark_reads(uri, table):
-            return self.spark.createDataFrame(table.to_pyarrow_table())
-        return self._read_files(table.file_uris(), self._spark_schema(table))
-
-    def _read_files(self, files: list[str], schema):
-        """Data files of a table read by Spark with the table's schema (none: no rows)."""
-        if not files:
-            return self.spark.createDataFrame([], schema)
-        return self.spark.read.schema(schema).parquet(*files)
-
-    @staticmethod
-    def _spark_schema(table):
-        import pyarrow as pa
-        from pyspark.sql.pandas.types import from_arrow_schema
-
-        return from_arrow_schema(pa.schema(table.schema().to_arrow()))
-
-    @staticmethod
-    def _spark_reads(uri: str, table) -> bool:
-        """Whether the current files are the rows: local, unpartitioned, plain parquet columns."""
-        if "://" in uri and not uri.startswith("file://"):
-            return False  # remote stores: Spark may lack their filesystem; delta-rs has it
-        metadata = table.metadata()
-        if metadata.partition_columns:
-            return False  # partition values live in the paths, not the files
-        if (metadata.configuration or {}).get("delta.columnMapping.mode", "none") != "none":
-            return False
-        features = table.protocol().reader_features or []
-        return "deletionVectors" not in features
-
-    @staticmethod
-    def _props(metadata: dict | None, txn: tuple[str, int] | None = None):
-        from deltalake import CommitProperties, Transaction
-
-        return CommitProperties(
-            custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)} if metadata else None,
-            app_transactions=[Transaction(app_id=txn[0], version=txn[1])] if txn else None,
-        )
-
-    def append(self, df, uri, *, metadata=None, txn=None, partition_by=None) -> bool:
-        from deltalake import write_deltalake
-
-        if txn is not None and self.exists(uri):
-            done = self._table(uri).transaction_version(txn[0])
-            if done is not None and done >= txn[1]:
-                return False
-        write_deltalake(
-            uri,
-            df.toArrow(),
-            mode="append",
-            partition_by=partition_by,
-            storage_options=self.storage_options,
-            commit_properties=self._props(metadata, txn),
-        )
-        return True
-
-    def overwrite(self, df, uri, *, where=None, metadata=None, partition_by=None) -> None:
-        from deltalake import write_deltalake
-
-        predicate = self.predicate(where) if where and self.exists(uri) else None
-        write_deltalake(
-            uri,
-            df.toArrow(),
-            mode="overwrite",
-            predicate=predicate,
-            partition_by=partition_by,
-            schema_mode=None if predicate else "overwrite",
-            storage_options=self.storage_options,
-            commit_properties=self._props(metadata),
-        )
-
-    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None, order_by=None) -> dict:
-        condition, guard = self.merge_conditions(keys, newer_by, order_by)
-        data = df.toArrow()
+        join, guard = self.merge_conditions(keys, newer_by, order_by)
         if not self.exists(uri):
-            from deltalake import write_deltalake
-
-            write_deltalake(
-                uri,
-                data,
-                mode="append",
-                partition_by=partition_by,
-                storage_options=self.storage_options,
-                commit_properties=self._props(metadata),
-            )
-            return {"inserted": data.num_rows, "updated": 0}
-        metrics = (
-            self._table(uri)
-            .merge(
-                source=data,
-                predicate=condition,
-                source_alias="s",
-                target_alias="t",
-                commit_properties=self._props(metadata),
-            )
-            .when_matched_update_all(predicate=guard)
-            .when_not_matched_insert_all()
-            .execute()
-        )
-        return {
-            "inserted": int(metrics.get("num_target_rows_inserted", 0)),
-            "updated": int(metrics.get("num_target_rows_updated", 0)),
-        }
-
-    def table_id(self, uri: str) -> str | None:
-        return self._table(uri).metadata().id if self.exists(uri) else None
-
-    def added_rows(self, uri: str, since: int, version: int | None = None):
-        new = self._table(uri, version)
-        if since > new.version() or not self._spark_reads(uri, new):
-            return None
-        try:
-            old = self._table(uri, since)
-        except Exception:  # that version's log is gone: the caller reads it all
-            return None
-        if old.metadata().id != new.metadata().id or not self._spark_reads(uri, old):
-            return None
-        return self._read_files(sorted(set(new.file_uris()) - set(old.file_uris())), self._spark_schema(new))
-
-    def history(self, uri, limit=None) -> list[Commit]:
-        if not self.exists(uri):
-            return []
-        commits = []
-        for entry in self._table(uri).history(limit):
-            millis = entry.get("timestamp")
-            commits.append(
-                Commit(
-                    version=int(entry["version"]),
-                    operation=str(entry.get("operation", "")),
-                    timestamp=dt.datetime.fromtimestamp(millis / 1000, dt.UTC) if millis else None,
-                    metadata=_parse_metadata(entry.get("userMetadata")),
-                )
-            )
-        return sorted(commits, key=lambda c: c.version, reverse=True)
-
-
-class DeltaSparkEngine(DeltaEngine):
-    """delta-spark: Databricks' native engine, or a local Spark with the Delta jars."""
-
-    name = "delta-spark"
-    quote_char = "`"
-    backslash_escapes = True  # in Spark SQL string literals a backslash escapes the next character
-
-    def _table(self, uri: str):
-        from delta.tables import DeltaTable
-
-        return DeltaTable.forPath(self.spark, uri)
-
-    def version(self, uri: str) -> int | None:
-        from delta.tables import DeltaTable
-
-        if not DeltaTable.isDeltaTable(self.spark, uri):
-            return None
-        return int(self._table(uri).history(1).collect()[0]["version"])
-
-    def read(self, uri, version=None):
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", version)
-        return reader.load(uri)
-
-    @staticmethod
-    def _writer(df, mode, metadata, partition_by):
-        writer = df.write.format("delta").mode(mode)
-        if metadata:
-            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        return writer
-
-    def append(self, df, uri, *, metadata=None, txn=None, partition_by=None) -> bool:
-        writer = self._writer(df, "append", metadata, partition_by)
-        if txn is not None:
-            before = self.version(uri)
-            writer.option("txnAppId", txn[0]).option("txnVersion", txn[1]).save(uri)
-            return self.version(uri) != before
-        writer.save(uri)
-        return True
-
-    def overwrite(self, df, uri, *, where=None, metadata=None, partition_by=None) -> None:
-        writer = self._writer(df, "overwrite", metadata, partition_by)
-        if where and self.exists(uri):
-            writer = writer.option("replaceWhere", self.predicate(where))
-        else:
-            writer = writer.option("overwriteSchema", "true")
-        writer.save(uri)
-
-    def merge(self, df, uri, keys, *, metadata=None, newer_by=None, partition_by=None, order_by=None) -> dict:
-        condition, guard = self.merge_conditions(keys, newer_by, order_by)
-        if not self.exists(uri):
-            self._writer(df, "append", metadata, partition_by).save(uri)
+            df = df.localCheckpoint(eager=True)
+            self.append(df, uri, metadata=metadata, partition_by=partition_by, properties=properties)
             return {"inserted": df.count(), "updated": 0}
-        conf_key = "spark.databricks.delta.commitInfo.userMetadata"
-        self.spark.conf.set(conf_key, json.dumps(metadata or {}, sort_keys=True))
+        view = f"_merge_source_{uuid.uuid4().hex}"
+        df.createOrReplaceTempView(view)
+        matched = (
+            f"WHEN MATCHED AND ({guard}) THEN UPDATE SET *" if guard else "WHEN MATCHED THEN UPDATE SET *"
+        )
+        sql = (
+            f"MERGE INTO {self.table_ref(uri)} AS t USING {view} AS s ON {join} "
+            f"{matched} WHEN NOT MATCHED THEN INSERT *"
+        )
+        self.spark.conf.set(USER_METADATA_CONF, json.dumps(metadata or {}, sort_keys=True))
         try:
-            (
-                self._table(uri)
-                .alias("t")
-                .merge(df.alias("s"), condition)
-                .whenMatchedUpdateAll(condition=guard)
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            result = self.spark.sql(sql).first()
+        except Exception as exc:
+            raise self._fail("a MERGE", uri, exc) from exc
         finally:
-            self.spark.conf.unset(conf_key)
-        metrics = self._table(uri).history(1).collect()[0]["operationMetrics"] or {}
-        return {
-            "inserted": int(metrics.get("numTargetRowsInserted", 0)),
-            "updated": int(metrics.get("numTargetRowsUpdated", 0)),
-        }
-
-    def table_id(self, uri: str) -> str | None:
-        return str(self._table(uri).detail().first()["id"]) if self.exists(uri) else None
-
-    def added_rows(self, uri: str, since: int, version: int | None = None):
-        detail = self._table(uri).detail().first()
-        properties = detail["properties"] or {}
-        if (
-            detail["partitionColumns"]
-            or properties.get("delta.enableDeletionVectors") == "true"
-            or properties.get("delta.columnMapping.mode", "none") != "none"
-        ):
-            return None  # the data files alone are not the rows
-        new = self.read(uri, version)
-        try:
-            old_files = set(self.read(uri, since).inputFiles())
-        except Exception:  # that version's log is gone: the caller reads it all
-            return None
-        files = sorted(set(new.inputFiles()) - old_files)
-        if not files:
-            return new.limit(0)
-        return self.spark.read.schema(new.schema).parquet(*files)
-
-    def history(self, uri, limit=None) -> list[Commit]:
-        if not self.exists(uri):
-            return []
-        table = self._table(uri)
-        rows = (table.history(limit) if limit else table.history()).collect()
-        return [
-            Commit(
-                version=int(r["version"]),
-                operation=str(r["operation"]),
-                timestamp=r["timestamp"],
-                metadata=_parse_metadata(r["userMetadata"]),
-            )
-            for r in sorted(rows, key=lambda r: r["version"], reverse=True)
-        ]
-
-
-def delta_jars_loaded(spark) -> bool:
-    """True when the session's JVM can load delta-spark's classes."""
-    try:
-        from py4j.java_gateway import JavaClass
-
-        return isinstance(spark._jvm.io.delta.tables.DeltaTable, JavaClass)
-    except Exception:  # Spark Connect or a JVM without py4j access: no classic Delta classes
-        return False
-
-
-def engine_choice(choice: str | None = None) -> str:
-    """``DELTA_ENGINE``: auto (the default), delta-spark or delta-rs."""
-    choice = (choice or os.environ.get("DELTA_ENGINE") or "auto").strip().lower()
-    if choice != "auto" and choice not in ENGINES:
-        raise ValueError(f"DELTA_ENGINE must be auto, delta-spark or delta-rs, not {choice!r}")
-    return choice
-
-
-def make_engine(spark, choice: str = "auto") -> DeltaEngine:
-    """delta-spark where the session can load its classes (Databricks, a Spark given the jars),
-    delta-rs otherwise; an explicit choice is obeyed or fails loudly."""
-    if choice == "auto":
-        choice = "delta-spark" if delta_jars_loaded(spark) else "delta-rs"
-    if choice == "delta-spark":
-        if not delta_jars_loaded(spark):
-            raise RuntimeError("DELTA_ENGINE=delta-spark but this Spark session has no Delta jars")
-        return DeltaSparkEngine(spark)
-    return DeltaRsEngine(spark)
+            self.spark.conf.unset(USER_METADATA_CONF)
+            self.spark.catalog.dropTempView(view)
+        return {"inserted": int(result["num_inserted_rows"]), "updated": int(result["num_updated_rows"])}

@@ -6,42 +6,19 @@ kept in ``_rescued_data`` instead of failing the read or vanishing, so they can 
 
 from __future__ import annotations
 
-from spark_jobs.common.autoloader import RESCUED
+from spark_jobs.common.files import RESCUED, exists, fingerprint
+
+__all__ = ["MissingSourceError", "exists", "fingerprint", "read_source"]
 
 
 class MissingSourceError(RuntimeError):
     """A required file of a drop is not there."""
 
 
-def _hadoop_path(spark, uri: str):
-    jvm = spark._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path, path.getFileSystem(spark._jsc.hadoopConfiguration())
-
-
-def exists(spark, uri: str) -> bool:
-    """Whether a file or folder exists, through Spark's own filesystem (local, abfss, dbfs)."""
-    path, fs = _hadoop_path(spark, uri)
-    return bool(fs.exists(path))
-
-
-def fingerprint(spark, uri: str) -> list[list]:
-    """(name, size, modification time) of every file under ``uri``: changes when a drop does."""
-    path, fs = _hadoop_path(spark, uri)
-    files = fs.listFiles(path, True)
-    found = []
-    while files.hasNext():
-        status = files.next()
-        found.append([status.getPath().getName(), int(status.getLen()), int(status.getModificationTime())])
-    return sorted(found)
-
-
 def read_source(spark, uri: str, spec: dict):
     """The source as delivered, all declared columns plus ``_rescued_data``."""
-    from pyspark.sql import types as T
-
-    schema = T._parse_datatype_string(spec["schema"])
-    schema = T.StructType([*schema.fields, T.StructField(RESCUED, T.StringType())])
+    # a DDL string: Spark parses it on the server (no local JVM on Spark Connect)
+    schema = f"{spec['schema'].strip().rstrip(',')}, {RESCUED} STRING"
     reader = (
         spark.read.schema(schema)
         .option("mode", "PERMISSIVE")
@@ -56,4 +33,5 @@ def read_source(spark, uri: str, spec: dict):
         df = reader.option("multiLine", bool(spec.get("multiline", False))).json(uri)
     else:
         raise ValueError(f"{spec['table']}: unsupported format {spec['format']!r}")
-    return df.cache()  # Spark needs the rows materialised to query the corrupt-record column
+    # Spark needs the rows materialised to query the corrupt-record column
+    return df.localCheckpoint(eager=True)

@@ -33,7 +33,7 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
         df = job.read_inputs(inputs, stamp)["silver"]
         if table in transforms:
             df = transforms[table](df)
-        kept, outcomes, dropped = apply_expectations(df.cache(), table, expectations)
+        kept, outcomes, dropped = apply_expectations(df.localCheckpoint(eager=True), table, expectations)
         pending.append((table, kept, stamp, outcomes, dropped))
 
     outcomes = [o for _, _, _, table_outcomes, _ in pending for o in table_outcomes]

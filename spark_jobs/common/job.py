@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spark_jobs.common.delta import DeltaEngine, engine_choice, make_engine
+from spark_jobs.common.delta import DeltaEngine
 from spark_jobs.common.lake import Lake, check_name
-from spark_jobs.common.session import get_spark, on_databricks
+from spark_jobs.common.session import get_spark
 
 log = logging.getLogger("spark_jobs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+\-]{1,250}$")
@@ -28,6 +28,8 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9_.:+\-]{1,250}$")
 AUDIT_TABLE = "_audit"
 SESSION_SECONDS = 0.0  # how long this process took to get its SparkSession (for benchmarks)
 QUALITY_TABLE = "_quality"
+# Silver tables keep Delta's change data feed, so gold can read what changed since it last built.
+SILVER_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
 
 class InputMissingError(RuntimeError):
@@ -113,11 +115,11 @@ class Job:
 
     def replace(self, layer: str, table: str, df, stamp: dict) -> int:
         """Overwrite ``layer.table`` with ``df``, recording ``stamp``; returns the rows written."""
-        df = df.cache()
+        df = df.localCheckpoint(eager=True)
         rows = df.count()
         metadata = {"stamp": stamp, "run_id": self.run_id, "job": self.name}
-        self.engine.overwrite(df, self.uri(layer, table), metadata=metadata)
-        df.unpersist()
+        properties = SILVER_PROPERTIES if layer == "silver" else None
+        self.engine.overwrite(df, self.uri(layer, table), metadata=metadata, properties=properties)
         self.count(layer, table, "rows_written", rows)
         return rows
 
@@ -162,19 +164,19 @@ class Job:
 def start(job_name: str, argv: list[str]) -> Job:
     args = parse_args(argv)
     pipeline, _, name = job_name.partition(".")
-    choice = engine_choice()
     global SESSION_SECONDS
     started = time.monotonic()
-    spark = get_spark(f"{pipeline}.{name}", with_delta_jars=choice == "delta-spark" and not on_databricks())
+    spark = get_spark(f"{pipeline}.{name}")
     SESSION_SECONDS = time.monotonic() - started
-    engine = make_engine(spark, choice)
-    log.info("job %s run %s: lake %s, Delta engine %s", job_name, args.run_id, args.lake_root, engine.name)
+    # The jobs' timestamps are UTC whatever the cluster's default (bronze stores them zone-less).
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    log.info("job %s run %s: lake %s", job_name, args.run_id, args.lake_root)
     return Job(
         name=name,
         pipeline=check_name("pipeline", pipeline),
         run_id=args.run_id,
         lake=Lake(args.lake_root),
-        engine=engine,
+        engine=DeltaEngine(spark),
         config=args.config,
         tables=args.tables,
         file_date=args.file_date,

@@ -1,39 +1,40 @@
-"""One SparkSession per job: whatever spark-submit or Databricks configured, or local[2]."""
+"""The job's SparkSession: Databricks' own, a Spark Connect server's, or one handed in by the caller.
+
+Jobs use only what Spark Connect supports (no ``sparkContext``, ``_jvm``, ``_jsc`` or RDDs), so the
+same code runs on Databricks serverless, standard-access and classic clusters, and locally
+against a Spark Connect server (``SPARK_REMOTE=sc://host:port``).
+"""
 
 from __future__ import annotations
 
 import os
 
+_BOUND = None
 
-def get_spark(app_name: str, *, with_delta_jars: bool = False):
-    """Return the active session, or build a small local one.
 
-    ``with_delta_jars`` adds the Delta extensions through ``configure_spark_with_delta_pip``,
-    which downloads the jars from Maven on first use (not possible on machines without internet).
-    """
+def bind(spark) -> None:
+    """Use ``spark`` for the jobs run in this process (the Airflow task hands in its session)."""
+    global _BOUND
+    _BOUND = spark
+
+
+def get_spark(app_name: str):
+    """The bound session, else the active one, else ``SparkSession.builder.getOrCreate()``: on
+    Databricks that is the cluster's or serverless session; elsewhere ``SPARK_REMOTE`` makes it
+    a Spark Connect client."""
+    if _BOUND is not None:
+        return _BOUND
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(os.environ.get("SPARK_MASTER", "local[2]"))
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    )
-    if with_delta_jars:
-        from delta import configure_spark_with_delta_pip
-
-        builder = builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension").config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    if not on_databricks() and not os.environ.get("SPARK_REMOTE"):
+        raise RuntimeError(
+            "no Spark to run on: set SPARK_REMOTE=sc://<host>:<port> to a Spark Connect server with "
+            "Delta Lake (`python -m lakehouse.spark_server start` runs one), or run on Databricks"
         )
-        builder = configure_spark_with_delta_pip(builder)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
-    return spark
+    return SparkSession.builder.appName(app_name).getOrCreate()
 
 
 def on_databricks() -> bool:

@@ -23,18 +23,30 @@ BUILDERS = {
 }
 
 
-def touched_years(job: Job, silver: dict, built_from: int | None) -> list[int]:
+CHANGED = ("insert", "update_postimage")
+REPLACED = ("update_preimage", "delete")
+
+
+def touched_years(job: Job, silver: dict, built_from: int | None, version: int) -> list[int]:
     """Race years of the results that changed since the presentation was last built.
 
-    Comparing the results table with its version at the last build (Delta time travel) catches
-    every drop applied since, including one whose own presentation step failed or a late drop.
+    Silver results keep Delta's change data feed: the rows inserted, updated or deleted between
+    the version of the last build and ``version`` (every drop applied since, including one whose
+    own presentation step failed, or a late drop), less updates that changed nothing but the
+    ingestion time. No earlier build, or a feed that cannot tell: every year.
     """
-    current = silver["results"].drop("ingestion_date")
+    changed = silver["results"]
     if built_from is not None:
-        previous = job.engine.read(job.uri("silver", "results"), version=built_from).drop("ingestion_date")
-        current = current.exceptAll(previous)
+        feed = job.engine.changes(job.uri("silver", "results"), built_from, version)
+        if feed is None:
+            log.warning("silver results has no change data since version %s: every race year", built_from)
+        else:
+            feed = feed.drop("ingestion_date", "_commit_version", "_commit_timestamp")
+            after = feed.filter(F.col("_change_type").isin(*CHANGED)).drop("_change_type")
+            before = feed.filter(F.col("_change_type").isin(*REPLACED)).drop("_change_type")
+            changed = after.exceptAll(before).unionByName(before.exceptAll(after))
     years = (
-        current.select("race_id").distinct().join(silver["races"], "race_id").select("race_year").distinct()
+        changed.select("race_id").distinct().join(silver["races"], "race_id").select("race_year").distinct()
     )
     return sorted(row["race_year"] for row in years.collect())
 
@@ -52,7 +64,7 @@ def main(argv: list[str]) -> None:
         return
     built = job.engine.last_metadata(job.uri("gold", "race_results")).get("stamp", {})
     silver = job.read_inputs(inputs, stamp)
-    years = touched_years(job, silver, built.get("inputs", {}).get("results"))
+    years = touched_years(job, silver, built.get("inputs", {}).get("results"), stamp["inputs"]["results"])
     if not years:
         log.info("no results changed since the last build (drop %s): presentation unchanged", job.file_date)
         return
@@ -63,12 +75,12 @@ def main(argv: list[str]) -> None:
         silver["circuits"],
         silver["drivers"],
         silver["constructors"],
-    ).cache()
+    ).localCheckpoint(eager=True)
     tables = {"race_results": results, **{name: build(results) for name, build in BUILDERS.items()}}
     # race_results carries the stamp that stale() checks, so it is written last: a crash part-way
     # leaves it stale and the re-run completes the others.
     for name in sorted(job.config["presentation"], key=lambda n: n == "race_results"):
-        df = tables[name].cache()
+        df = tables[name].localCheckpoint(eager=True)
         rows = df.count()
         metadata = {"stamp": stamp, "run_id": job.run_id, "job": job.name, "race_years": years}
         job.engine.overwrite(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from spark_jobs.common import drops
-from spark_jobs.common.autoloader import RESCUED
-from spark_jobs.common.job import Job, start
+from spark_jobs.common.files import RESCUED
+from spark_jobs.common.job import SILVER_PROPERTIES, Job, start
 from spark_jobs.formula1 import transforms as tf
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def apply_source(job: Job, spec: dict, stamp: dict) -> None:
     keys = spec.get("keys")
     if keys:
         clean = tf.deduplicate(clean, keys)
-    clean = tf.with_drop(clean, job.file_date).cache()
+    clean = tf.with_drop(clean, job.file_date).localCheckpoint(eager=True)
     rows = clean.count()
     job.count("silver", table, "rows_read", rows_read)
     job.count("silver", table, "rows_rescued", rescued)
@@ -76,15 +76,19 @@ def apply_source(job: Job, spec: dict, stamp: dict) -> None:
     metadata = {"drop": stamp, "run_id": job.run_id, "job": job.name}
     if spec["write"] == "merge":
         result = job.engine.merge(
-            clean, uri, keys, metadata=metadata, newer_by="file_date", partition_by=spec.get("partition_by")
+            clean,
+            uri,
+            keys,
+            metadata=metadata,
+            newer_by="file_date",
+            partition_by=spec.get("partition_by"),
+            properties=SILVER_PROPERTIES,
         )
         job.count("silver", table, "rows_inserted", result["inserted"])
         job.count("silver", table, "rows_updated", result["updated"])
     else:
-        job.engine.overwrite(clean, uri, metadata=metadata)
+        job.engine.overwrite(clean, uri, metadata=metadata, properties=SILVER_PROPERTIES)
         job.count("silver", table, "rows_written", rows)
-    delivered.unpersist()
-    clean.unpersist()
 
 
 def main(argv: list[str]) -> None:

@@ -7,7 +7,7 @@ import re
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common.autoloader import RESCUED
+from spark_jobs.common.files import RESCUED
 
 
 def snake_case(name: str) -> str:

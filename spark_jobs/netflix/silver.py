@@ -10,7 +10,7 @@ def build_table(job: Job, table: str, columns: list[str], bronze):
     """Newest file's rows, rescued rows set aside (and counted), then the table's transforms."""
     from pyspark.sql import functions as F
 
-    snapshot = tf.latest_file(bronze).cache()
+    snapshot = tf.latest_file(bronze).localCheckpoint(eager=True)
     rows_in = snapshot.count()
     rescued = snapshot.filter(F.col(tf.RESCUED).isNotNull()).count()
     job.count("silver", table, "rows_in", rows_in)

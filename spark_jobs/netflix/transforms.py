@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.common.autoloader import RESCUED
+from spark_jobs.common.files import RESCUED
 
 LINEAGE = ["_source_file", "_ingested_at"]
 

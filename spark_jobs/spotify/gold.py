@@ -297,11 +297,25 @@ class Star:
             )
         )
 
+    def changed_rows(self, table: str, since: int):
+        """Silver ``table``'s rows inserted or updated after version ``since`` up to the version
+        pinned for this run, from Delta's change data feed: exact with deletion vectors,
+        partitions and column mapping. None when the feed cannot tell, or when rows were deleted
+        (a replaced table): every fact is then recomputed."""
+        feed = self.job.engine.changes(self.job.uri("silver", table), since, self.pin(table))
+        if feed is None:
+            log.info("silver.%s: no change data since version %s: every fact is recomputed", table, since)
+            return None
+        if feed.filter(F.col("_change_type") == "delete").limit(1).count():
+            log.info("silver.%s: rows were deleted since version %s: every fact is recomputed", table, since)
+            return None
+        return feed.filter(F.col("_change_type").isin("insert", "update_postimage"))
+
     def candidates(self):
         """The keys of the facts this run can have changed, or None (rebuild every fact).
 
-        A fact can change when its silver row was inserted or updated (the rows of the files
-        added to silver since, ``added_rows``), when a type 2 dimension version it may point at
+        A fact can change when its silver row was inserted or updated (Delta's change data feed
+        of silver since, ``changed_rows``), when a type 2 dimension version it may point at
         changed (its key, at or after the earliest changed version; through an outrigger, the
         keys of the dimension that carries it), or a type 1 dimension row it joins changed.
         """
@@ -316,9 +330,7 @@ class Star:
             return None
         spec = self.specs[fact.source]
         keys, at = spec["keys"], spec["change_column"]
-        added = self.job.engine.added_rows(
-            self.job.uri("silver", fact.source), since[fact.source], self.pin(fact.source)
-        )
+        added = self.changed_rows(fact.source, since[fact.source])
         if added is None:
             return None
         parts = [added.select(*keys)]
@@ -376,7 +388,7 @@ class Star:
     # -- building ----------------------------------------------------------------------------------
     def checked(self, name: str, df, counts: dict | None = None) -> Built:
         rules = [Expectation.from_config(name, e) for e in self.expectations.get(name, [])]
-        kept, outcomes, dropped = apply_expectations(df.cache(), name, rules)
+        kept, outcomes, dropped = apply_expectations(df.localCheckpoint(eager=True), name, rules)
         return Built(_materialized(kept), outcomes, dropped, counts or {})
 
     def stored(self, name: str, like):
@@ -451,11 +463,11 @@ class Star:
         streams = self.silver(target.source)
         if candidates is not None:
             streams = streams.join(candidates, spec["keys"], "left_semi")
-        rows = fact_rows(streams, dims, lookups, keys=spec["keys"], at=spec["change_column"]).cache()
+        rows = fact_rows(streams, dims, lookups, keys=spec["keys"], at=spec["change_column"])
+        rows = rows.localCheckpoint(eager=True)
         early = rows.filter("_before_first").count()
         counts = {REBUILT: rows.count(), BEFORE_FIRST: early}
         built = self.checked(target.name, rows.drop("_before_first"), counts)
-        rows.unpersist()
         return self.differences(built, target.name, spec["keys"], candidates)
 
     def view(self, target: Target) -> Built:
@@ -500,10 +512,9 @@ def replace_if_changed(job: Job, name: str, df, metadata: dict) -> None:
         log.info("gold.%s: content unchanged: no commit", name)
         job.count("gold", name, "rows_written", 0)
         return
-    df = df.cache()
+    df = df.localCheckpoint(eager=True)
     rows = df.count()
     job.engine.overwrite(df, uri, metadata=metadata)
-    df.unpersist()
     job.count("gold", name, "rows_written", rows)
 
 
@@ -513,10 +524,9 @@ def merge_changes(job: Job, target: Target, built: Built, keys: list[str], metad
     metric = "facts_changed" if target.kind == "fact" else "rows_written"
     uri = job.uri("gold", target.name)
     if built.changed is None:
-        df = built.df.cache()
+        df = built.df
         rows = df.count()
         job.engine.overwrite(df, uri, metadata=metadata)
-        df.unpersist()
         job.count("gold", target.name, metric, rows)
         return
     count = built.changed.count()

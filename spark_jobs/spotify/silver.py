@@ -16,7 +16,8 @@ import re
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.common.job import Job, start
+from spark_jobs.common.files import list_files
+from spark_jobs.common.job import SILVER_PROPERTIES, Job, start
 from spark_jobs.spotify import transforms as tf
 
 log = logging.getLogger(__name__)
@@ -29,21 +30,9 @@ class BronzeWindowError(RuntimeError):
     """A bronze window's manifest and file do not agree; the message names the window."""
 
 
-def list_files(spark, uri: str, suffix: str) -> list[str]:
-    """Paths of the files directly in folder ``uri`` ending in ``suffix`` (none if no folder).
-
-    Through Spark's own Hadoop filesystem, so local folders and abfss:// alike.
-    """
-    path = spark._jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(path):
-        return []
-    return sorted(str(s.getPath()) for s in fs.listStatus(path) if s.getPath().getName().endswith(suffix))
-
-
 def manifests(job: Job, table: str) -> list[dict]:
     """The manifests of ``table``'s windows, checked: window id, file name and table match."""
-    files = list_files(job.spark, f"{bronze_folder(job)}/_windows/{table}", ".json")
+    files = list_files(job.spark, f"{bronze_folder(job)}/_windows/{table}", glob="*.json", recursive=False)
     if not files:
         return []
     schema = "table string, window string, file string, rows long, sha256 string"
@@ -51,7 +40,7 @@ def manifests(job: Job, table: str) -> list[dict]:
         job.spark.read.schema(schema)
         .option("multiLine", "true")
         .option("mode", "FAILFAST")
-        .json(files)
+        .json([f.path for f in files])
         .withColumn("_manifest", F.col("_metadata.file_name"))
         .collect()
     )
@@ -140,12 +129,17 @@ def apply_table(job: Job, spec: dict) -> None:
             # Extraction lands no empty windows: a table without rows yet is still there for gold.
             empty = job.spark.createDataFrame([], tf.bronze_schema(spec["columns"]))
             rows, _ = silver_rows(empty.withColumn(tf.WINDOW, F.lit(None).cast("string")), spec, rules)
-            job.engine.overwrite(rows, uri, metadata={"run_id": job.run_id, "job": job.name, "windows": []})
+            job.engine.overwrite(
+                rows,
+                uri,
+                metadata={"run_id": job.run_id, "job": job.name, "windows": []},
+                properties=SILVER_PROPERTIES,
+            )
             log.info("silver.%s: no bronze window yet: created empty", table)
         return
-    bronze = read_windows(job, spec, pending).cache()
+    bronze = read_windows(job, spec, pending).localCheckpoint(eager=True)
     rows, keyless = silver_rows(bronze, spec, rules)
-    rows = rows.cache()
+    rows = rows.localCheckpoint(eager=True)
     rows_read, rows_keyless, rows_kept = bronze.count(), keyless.count(), rows.count()
     if rows_keyless:
         log.warning("silver.%s: %s row(s) without %s set aside", table, rows_keyless, tf.silver_key(spec))
@@ -156,14 +150,17 @@ def apply_table(job: Job, spec: dict) -> None:
     metadata = {"run_id": job.run_id, "job": job.name, "windows": windows}
     if rows_kept or not job.engine.exists(uri):
         result = job.engine.merge(
-            rows, uri, tf.silver_key(spec), metadata=metadata, order_by=[spec["change_column"], tf.ROW_HASH]
+            rows,
+            uri,
+            tf.silver_key(spec),
+            metadata=metadata,
+            order_by=[spec["change_column"], tf.ROW_HASH],
+            properties=SILVER_PROPERTIES,
         )
     else:
         result = {"inserted": 0, "updated": 0}
     job.count("silver", table, "rows_inserted", result["inserted"])
     job.count("silver", table, "rows_updated", result["updated"])
-    bronze.unpersist()
-    rows.unpersist()
     record_windows(job, table, pending)
 
 
