@@ -27,6 +27,9 @@ def main(argv: list[str], spark=None) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
+    # The Spark Connect client logs every server error it then raises (with its stack): the job
+    # reports what it cannot handle, and "no table here yet" is an answer, not an error.
+    logging.getLogger("pyspark.sql.connect.logging").setLevel(logging.CRITICAL)
     from spark_jobs.common import session
 
     session.bind(spark)

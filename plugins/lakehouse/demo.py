@@ -1,10 +1,11 @@
 """``make demo``: the Netflix, Formula 1 and Spotify DAGs end to end on generated data, on this
 machine only.
 
-Sets up a local Airflow home (SQLite) if needed, writes sample files, serves them on 127.0.0.1,
-runs the DAG with ``airflow dags test`` while printing each task as it finishes, and ends with
-every lake table written: layer, rows and Delta version. Running it again shows that unchanged
-sources rewrite nothing.
+Sets up a local Airflow home (SQLite) if needed, starts the local Spark Connect server (or uses the
+one running), writes sample files, serves them on 127.0.0.1, runs each DAG with ``dag.test()`` in
+this process (as ``airflow dags test`` does, with one Airflow start for all runs) while printing
+each task as it finishes, and ends with every lake table written: layer, rows and Delta version.
+Running it again shows that unchanged sources rewrite nothing.
 
 Spotify's source is a generated SQLite database (``.demo/spotify.db``): a few days ingested one
 daily window at a time, then one more day of source changes ingested the same way, then one
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import subprocess
@@ -30,9 +32,6 @@ from lakehouse.spark_server import SparkServer
 from lakehouse.storage import layer_uri, table_uri
 
 TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
-NEW_STATE = re.compile(r"new_state=(\w+)")
-ERROR_LINE = re.compile(r"^\S*(Error|Exception)\b.*: ")
-FINISHED = re.compile(r"DagRun Finished: .*? state=(\w+)")
 
 
 def say(message: str) -> None:
@@ -48,32 +47,74 @@ def ensure_airflow_db(airflow: str) -> None:
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True)
 
 
-def run_dag(airflow: str, dag_id: str, logical_date: str, conf: dict) -> str:
-    """``airflow dags test``, printing one line per task; returns the run's final state."""
-    command = [airflow, "dags", "test", dag_id, logical_date, "-c", json.dumps(conf)]
-    started: dict[str, float] = {}
-    state, task_state = "unknown", "?"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
-        for line in proc.stdout:
-            if match := TASK_LINE.search(line):
-                phase, task_id, index = match.groups()
-                name = task_id if index == "-1" else f"{task_id}[{index}]"
-                if phase == "starting":
-                    started[name] = time.monotonic()
-                    say(f"  ...   {name}")
-                else:
-                    seconds = time.monotonic() - started.get(name, time.monotonic())
-                    say(f"  {task_state:<7} {name:<24} {seconds:6.1f} s")
-            elif match := NEW_STATE.search(line):
-                task_state = match.group(1)
-            elif " error " in line.lower() or ERROR_LINE.search(line):
-                say("  " + line.rstrip()[:300])
-            elif match := FINISHED.search(line):
-                state = match.group(1)
-    return state
+class TaskProgress(logging.Handler):
+    """Prints a line as ``dag.test()`` starts and ends each task, with its state and time, and the
+    first line of each error a task logs."""
+
+    def __init__(self, dag_id: str):
+        super().__init__(level=logging.INFO)
+        self.dag_id = dag_id
+        self.started: dict[str, float] = {}
+        self.run_id: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if match := TASK_LINE.search(message):
+            phase, task_id, index = match.groups()
+            name = task_id if index == "-1" else f"{task_id}[{index}]"
+            if phase == "starting":
+                self.started[name] = time.monotonic()
+                say(f"  ...   {name}")
+            else:
+                seconds = time.monotonic() - self.started.get(name, time.monotonic())
+                say(f"  {self.state(task_id, int(index)):<7} {name:<24} {seconds:6.1f} s")
+        elif record.levelno >= logging.ERROR and not message.startswith("[DAG TEST]"):
+            say("  " + message.strip().splitlines()[0][:300])
+
+    def state(self, task_id: str, map_index: int) -> str:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            found = session.scalars(
+                select(TaskInstance.state)
+                .where(TaskInstance.dag_id == self.dag_id, TaskInstance.task_id == task_id)
+                .where(TaskInstance.map_index == map_index)
+                .order_by(TaskInstance.start_date.desc())
+                .limit(1)
+            ).first()
+        return str(found) if found else "?"
+
+
+def run_dag(dag_id: str, logical_date: str, conf: dict) -> str:
+    """The DAG run with ``dag.test()`` in this process (one Airflow start for the whole demo),
+    printing one line per task; returns the run's final state."""
+    dag = dag_bag().dags[dag_id]
+    progress = TaskProgress(dag_id)
+    root = logging.getLogger()
+    root.addHandler(progress)
+    try:
+        when = dt.datetime.fromisoformat(logical_date)
+        run = dag.test(logical_date=when if when.tzinfo else when.replace(tzinfo=dt.UTC), run_conf=conf)
+    finally:
+        root.removeHandler(progress)
+    return str(run.state)
+
+
+_BAG = None
+
+
+def dag_bag():
+    """The DAG folder, parsed once (after the demo's settings are in the environment)."""
+    global _BAG
+    if _BAG is None:
+        from airflow.dag_processing.dagbag import DagBag
+
+        _BAG = DagBag(dag_folder=str(settings.REPO_ROOT / "dags"))
+        if _BAG.import_errors:
+            raise SystemExit(f"DAG import errors: {_BAG.import_errors}")
+    return _BAG
 
 
 def raw_file_counts(root: Path) -> list[str]:
@@ -85,7 +126,7 @@ def raw_file_counts(root: Path) -> list[str]:
     return counts
 
 
-def demo_netflix(airflow: str) -> bool:
+def demo_netflix() -> bool:
     source = settings.REPO_ROOT / ".demo" / "netflix"
     if not (source / "netflix_titles.csv").exists():
         counts = write_netflix_sample(source)
@@ -96,14 +137,14 @@ def demo_netflix(airflow: str) -> bool:
         os.environ["AIRFLOW_CONN_NETFLIX_HTTP"] = server.connection_uri()
         logical_date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         say(f"Serving them at {server.url}; running DAG netflix into the lake at {settings.lake_root()}")
-        return timed_run(airflow, "netflix", logical_date, {"force_silver_titles": True})
+        return timed_run("netflix", logical_date, {"force_silver_titles": True})
 
 
-def demo_formula1(airflow: str) -> bool:
+def demo_formula1() -> bool:
     raw = Path(layer_uri("raw")) / "formula1"
     days = write_formula1_drops(raw)
     say(f"\nFormula 1: generated drops in {raw} ({', '.join(days)}); one DAG run per drop, in order")
-    return all(timed_run(airflow, "formula1", day, {}) for day in days)
+    return all(timed_run("formula1", day, {}) for day in days)
 
 
 # Spotify: generated days in a SQLite source, ingested window by window, one more day of changes.
@@ -201,7 +242,7 @@ def is_demo_source(connection: str | None, path: Path) -> bool:
     return Path(value["host"]).expanduser().resolve() == path.resolve()
 
 
-def demo_spotify(airflow: str) -> bool:
+def demo_spotify() -> bool:
     path = settings.REPO_ROOT / ".demo" / "spotify.db"
     days = [SPOTIFY_START + dt.timedelta(days=i) for i in range(SPOTIFY_DAYS)]
     extra_day = days[-1] + dt.timedelta(days=1)
@@ -215,13 +256,13 @@ def demo_spotify(airflow: str) -> bool:
         spotify_source(path, extra_day, generate_only=True)
         os.environ["AIRFLOW_CONN_SPOTIFY_SQL"] = json.dumps({"conn_type": "sqlite", "host": str(path)})
     started = time.monotonic()
-    ok = all(timed_run(airflow, "spotify_ingest", spotify_logical_date(day), {}) for day in days)
+    ok = all(timed_run("spotify_ingest", spotify_logical_date(day), {}) for day in days)
     if ok and not own:
         spotify_source(path, extra_day, generate_only=False)
-    ok = ok and timed_run(airflow, "spotify_ingest", spotify_logical_date(extra_day), {})
+    ok = ok and timed_run("spotify_ingest", spotify_logical_date(extra_day), {})
     # Under `dags test` no scheduler sees the bronze Asset's events, so the transform is run here.
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    ok = ok and timed_run(airflow, "spotify_transform", now, {})
+    ok = ok and timed_run("spotify_transform", now, {})
     if ok:
         print_scd2_history()
     say(f"Spotify: {time.monotonic() - started:.0f} s for {len(days) + 1} ingest runs and one transform run")
@@ -271,9 +312,9 @@ def start_spark() -> SparkServer:
     return server
 
 
-def timed_run(airflow: str, dag_id: str, logical_date: str, conf: dict) -> bool:
+def timed_run(dag_id: str, logical_date: str, conf: dict) -> bool:
     started = time.monotonic()
-    state = run_dag(airflow, dag_id, logical_date, conf)
+    state = run_dag(dag_id, logical_date, conf)
     say(f"DAG run {dag_id} {logical_date}: {state} in {time.monotonic() - started:.0f} s")
     return state == "success"
 
@@ -290,9 +331,9 @@ def main() -> int:
     ensure_airflow_db(airflow)
     server = start_spark()
     try:
-        ok = demo_netflix(airflow)
-        ok = demo_formula1(airflow) and ok
-        ok = demo_spotify(airflow) and ok
+        ok = demo_netflix()
+        ok = demo_formula1() and ok
+        ok = demo_spotify() and ok
     finally:
         if server.pid is not None:
             say(f"\nStopping the Spark Connect server at {server.url}")

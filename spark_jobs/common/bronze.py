@@ -114,21 +114,22 @@ def _first_cause(exc: Exception) -> str:
 
 
 def ingest_sources(job) -> None:
-    """Ingest each source in ``config['files']`` from ``raw/<pipeline>/<table>/``."""
-    for source in job.config["files"]:
-        table = source["table"]
-        if not job.wants(table):
-            continue
-        source_dir = job.lake.uri("raw", job.pipeline, table)
-        result = ingest_new_files(job, table, source_dir, source["columns"], source.get("options", {}))
-        if result.written:
-            job.count("bronze", table, "files_ingested", len(result.files))
-            job.count("bronze", table, "rows_ingested", result.rows)
-            job.count("bronze", table, "rows_rescued", result.rescued)
-        elif not job.engine.exists(job.uri("bronze", table)):
-            if source.get("required", True):
-                raise SourceFileError(f"bronze.{table}: no file has landed in {source_dir}")
-            log.warning("bronze.%s: optional source has no files in %s; skipped", table, source_dir)
-        else:
-            log.info("bronze.%s: no new files", table)
+    """Ingest each source in ``config['files']`` from ``raw/<pipeline>/<table>/``, side by side."""
+    job.for_each([s for s in job.config["files"] if job.wants(s["table"])], lambda s: ingest_source(job, s))
     job.write_audit()
+
+
+def ingest_source(job, source: dict) -> None:
+    table = source["table"]
+    source_dir = job.lake.uri("raw", job.pipeline, table)
+    result = ingest_new_files(job, table, source_dir, source["columns"], source.get("options", {}))
+    if result.written:
+        job.count("bronze", table, "files_ingested", len(result.files))
+        job.count("bronze", table, "rows_ingested", result.rows)
+        job.count("bronze", table, "rows_rescued", result.rescued)
+    elif not job.engine.exists(job.uri("bronze", table)):
+        if source.get("required", True):
+            raise SourceFileError(f"bronze.{table}: no file has landed in {source_dir}")
+        log.warning("bronze.%s: optional source has no files in %s; skipped", table, source_dir)
+    else:
+        log.info("bronze.%s: no new files", table)

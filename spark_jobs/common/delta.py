@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,11 @@ class DeltaEngine:
 
     def __init__(self, spark):
         self.spark = spark
+        # The newest commit of each table this engine has looked at (None: no table), until it
+        # writes there: a job asks for the same versions many times, each a query on the server.
+        self._head: dict[str, Commit | None] = {}
+        # MERGE takes its commit metadata from a session setting: one MERGE at a time per session.
+        self._merge_lock = threading.Lock()
 
     # -- SQL building blocks ------------------------------------------------------------------------
     @staticmethod
@@ -166,6 +172,9 @@ class DeltaEngine:
         """Commits, newest first; none when no Delta table is at ``uri``."""
         from pyspark.errors import AnalysisException
 
+        if limit == 1 and uri in self._head:
+            head = self._head[uri]
+            return [] if head is None else [head]
         sql = f"DESCRIBE HISTORY {self.table_ref(uri)}" + (f" LIMIT {int(limit)}" if limit else "")
         try:
             rows = self.spark.sql(sql).select("version", "operation", "timestamp", "userMetadata").collect()
@@ -182,7 +191,13 @@ class DeltaEngine:
             )
             for r in rows
         ]
-        return sorted(commits, key=lambda c: c.version, reverse=True)
+        commits = sorted(commits, key=lambda c: c.version, reverse=True)
+        self._head[uri] = commits[0] if commits else None
+        return commits
+
+    def _wrote(self, uri: str) -> None:
+        """Forget what was known of ``uri``'s newest commit: this engine just wrote there."""
+        self._head.pop(uri, None)
 
     def version(self, uri: str) -> int | None:
         """Current version, or None when no table exists at ``uri``."""
@@ -255,9 +270,9 @@ class DeltaEngine:
     # -- writes ---------------------------------------------------------------------------------------
     @staticmethod
     def _writer(df, mode, metadata, partition_by, properties=None):
-        writer = df.write.format("delta").mode(mode)
-        if metadata:
-            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+        # Always set: a write without it would take a concurrent MERGE's session-wide metadata.
+        user_metadata = json.dumps(metadata, sort_keys=True) if metadata else ""
+        writer = df.write.format("delta").mode(mode).option("userMetadata", user_metadata)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         for key, value in (properties or {}).items():
@@ -283,6 +298,8 @@ class DeltaEngine:
             writer.save(uri)
         except Exception as exc:
             raise self._fail("an append", uri, exc) from exc
+        finally:
+            self._wrote(uri)
         return txn is None or self.version(uri) != before
 
     def overwrite(
@@ -306,6 +323,8 @@ class DeltaEngine:
             writer.save(uri)
         except Exception as exc:
             raise self._fail("a replace", uri, exc) from exc
+        finally:
+            self._wrote(uri)
 
     def merge(
         self,
@@ -342,12 +361,16 @@ class DeltaEngine:
             f"MERGE INTO {self.table_ref(uri)} AS t USING {view} AS s ON {join} "
             f"{matched} WHEN NOT MATCHED THEN INSERT *"
         )
-        self.spark.conf.set(USER_METADATA_CONF, json.dumps(metadata or {}, sort_keys=True))
         try:
-            result = self.spark.sql(sql).first()
+            with self._merge_lock:
+                self.spark.conf.set(USER_METADATA_CONF, json.dumps(metadata or {}, sort_keys=True))
+                try:
+                    result = self.spark.sql(sql).first()
+                finally:
+                    self.spark.conf.unset(USER_METADATA_CONF)
         except Exception as exc:
             raise self._fail("a MERGE", uri, exc) from exc
         finally:
-            self.spark.conf.unset(USER_METADATA_CONF)
+            self._wrote(uri)
             self.spark.catalog.dropTempView(view)
         return {"inserted": int(result["num_inserted_rows"]), "updated": int(result["num_updated_rows"])}

@@ -6,9 +6,7 @@ kept in ``_rescued_data`` instead of failing the read or vanishing, so they can 
 
 from __future__ import annotations
 
-from spark_jobs.common.files import RESCUED, exists, fingerprint
-
-__all__ = ["MissingSourceError", "exists", "fingerprint", "read_source"]
+from spark_jobs.common.files import RESCUED
 
 
 class MissingSourceError(RuntimeError):

@@ -52,14 +52,3 @@ def list_files(spark, uri: str, *, glob: str | None = None, recursive: bool = Tr
     if df is None:
         return []
     return sorted(FileInfo(r["path"], int(r["length"]), int(r["modified_ms"])) for r in df.collect())
-
-
-def exists(spark, uri: str) -> bool:
-    """Whether a file or a folder holding at least one (visible) file is at ``uri``."""
-    df = listing(spark, uri)
-    return df is not None and bool(df.limit(1).collect())
-
-
-def fingerprint(spark, uri: str) -> list[list]:
-    """(name, size, modification time in ms) of every file under ``uri``: changes when a drop does."""
-    return sorted([f.name, f.size, f.modified_ms] for f in list_files(spark, uri))

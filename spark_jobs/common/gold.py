@@ -20,30 +20,35 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
     are recorded in ``gold/<pipeline>/_quality`` and the job stops with no gold table written.
     """
     transforms = transforms or {}
-    pending = []
-    for spec in tables:
+
+    def build(spec: dict):
         table = spec["table"]
-        if not job.wants(table):
-            continue
         expectations = [Expectation.from_config(table, e) for e in spec.get("expectations", [])]
         inputs = {"silver": job.uri("silver", spec["from"])}
         stamp = job.stale("gold", table, inputs, settings=spec)
         if stamp is None:
-            continue
+            return None
         df = job.read_inputs(inputs, stamp)["silver"]
         if table in transforms:
             df = transforms[table](df)
         kept, outcomes, dropped = apply_expectations(df.localCheckpoint(eager=True), table, expectations)
-        pending.append((table, kept, stamp, outcomes, dropped))
+        return table, kept, stamp, outcomes, dropped
+
+    built = job.for_each([spec for spec in tables if job.wants(spec["table"])], build)
+    pending = [item for item in built if item is not None]
 
     outcomes = [o for _, _, _, table_outcomes, _ in pending for o in table_outcomes]
     record_quality(job, outcomes)
     broken = failures(outcomes)
     if broken:
         raise ExpectationFailedError("; ".join(broken) + " (no gold table was written)")
-    for table, kept, stamp, _, dropped in pending:
+
+    def write(item) -> None:
+        table, kept, stamp, _, dropped = item
         job.replace("gold", table, kept, stamp)
         job.count("gold", table, "rows_dropped", dropped)
+
+    job.for_each(pending, write)
     job.write_audit()
 
 

@@ -12,9 +12,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,9 @@ SESSION_SECONDS = 0.0  # how long this process took to get its SparkSession (for
 QUALITY_TABLE = "_quality"
 # Silver tables keep Delta's change data feed, so gold can read what changed since it last built.
 SILVER_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+# Independent tables of one job are built side by side: Spark runs their queries at once, and the
+# time each query spends being planned on the driver overlaps. SPARK_JOB_THREADS=1: one by one.
+DEFAULT_THREADS = 4
 
 
 class InputMissingError(RuntimeError):
@@ -86,6 +91,25 @@ class Job:
 
     def wants(self, table: str) -> bool:
         return not self.tables or table in self.tables
+
+    def for_each(self, items: Iterable, work: Callable[[Any], Any]) -> list:
+        """``work(item)`` for every item, several at once; results in the items' order.
+
+        Every item runs to its end even when another fails; then the first failure is raised
+        (the others are logged), so one bad table never leaves a sibling half-done.
+        """
+        items = list(items)
+        threads = min(len(items), int(os.environ.get("SPARK_JOB_THREADS") or DEFAULT_THREADS))
+        if threads <= 1:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(threads, thread_name_prefix=f"{self.name}-") as pool:
+            futures = [pool.submit(work, item) for item in items]
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        for extra in failures[1:]:
+            log.error("%s: also failed: %s", self.name, extra)
+        if failures:
+            raise failures[0]
+        return [f.result() for f in futures]
 
     def count(self, layer: str, table: str, metric: str, value: int) -> None:
         """Record one row count for the audit table (written once, at the end of the job)."""

@@ -77,9 +77,8 @@ def main(argv: list[str]) -> None:
         silver["constructors"],
     ).localCheckpoint(eager=True)
     tables = {"race_results": results, **{name: build(results) for name, build in BUILDERS.items()}}
-    # race_results carries the stamp that stale() checks, so it is written last: a crash part-way
-    # leaves it stale and the re-run completes the others.
-    for name in sorted(job.config["presentation"], key=lambda n: n == "race_results"):
+
+    def write(name: str) -> None:
         df = tables[name].localCheckpoint(eager=True)
         rows = df.count()
         metadata = {"stamp": stamp, "run_id": job.run_id, "job": job.name, "race_years": years}
@@ -92,4 +91,11 @@ def main(argv: list[str]) -> None:
         )
         job.count("gold", name, "rows_written", rows)
         job.count("gold", name, "race_years", len(years))
+
+    # race_results carries the stamp that stale() checks, so it is written last: a crash part-way
+    # leaves it stale and the re-run completes the others.
+    others = [name for name in job.config["presentation"] if name != "race_results"]
+    job.for_each(others, write)
+    if "race_results" in job.config["presentation"]:
+        write("race_results")
     job.write_audit()

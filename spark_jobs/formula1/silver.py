@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from spark_jobs.common import drops
-from spark_jobs.common.files import RESCUED
+from spark_jobs.common.files import RESCUED, FileInfo, list_files
 from spark_jobs.common.job import SILVER_PROPERTIES, Job, start
 from spark_jobs.formula1 import transforms as tf
 
@@ -25,13 +25,30 @@ def drop_uri(job: Job, spec: dict) -> str:
     return f"{drop_folder(job)}/{spec['path']}"
 
 
-def present_sources(job: Job) -> list[dict]:
+def drop_files(job: Job) -> dict[str, list[FileInfo]]:
+    """The drop's files by their path inside the drop folder (one listing for every source)."""
+    marker = f"/{job.pipeline}/{job.file_date}/"
+    return {f.path[f.path.index(marker) + len(marker) :]: f for f in list_files(job.spark, drop_folder(job))}
+
+
+def source_files(spec: dict, files: dict) -> list:
+    """The files of one source: the file at its path, or the files in the folder at its path."""
+    path = spec["path"].strip("/")
+    return [f for relative, f in sorted(files.items()) if relative == path or relative.startswith(path + "/")]
+
+
+def fingerprint(files: list) -> list[list]:
+    """(name, size, modification time in ms) of every file of a source: changes when a drop does."""
+    return sorted([f.name, f.size, f.modified_ms] for f in files)
+
+
+def present_sources(job: Job, files: dict) -> list[dict]:
     """The sources found in the drop; fails, naming them, if required ones are missing."""
     found, missing = [], []
     for spec in job.config["sources"]:
         if not job.wants(spec["table"]):
             continue
-        if drops.exists(job.spark, drop_uri(job, spec)):
+        if source_files(spec, files):
             found.append(spec)
         elif spec.get("required", True):
             missing.append(spec["path"])
@@ -95,7 +112,11 @@ def main(argv: list[str]) -> None:
     job = start("formula1.silver", argv)
     if not job.file_date:
         raise SystemExit("formula1.silver needs --file-date")
-    for spec in present_sources(job):
-        stamp = {"file_date": job.file_date, "files": drops.fingerprint(job.spark, drop_uri(job, spec))}
+    files = drop_files(job)
+
+    def apply(spec: dict) -> None:
+        stamp = {"file_date": job.file_date, "files": fingerprint(source_files(spec, files))}
         apply_source(job, spec, stamp)
+
+    job.for_each(present_sources(job, files), apply)
     job.write_audit()

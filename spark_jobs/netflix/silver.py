@@ -11,8 +11,8 @@ def build_table(job: Job, table: str, columns: list[str], bronze):
     from pyspark.sql import functions as F
 
     snapshot = tf.latest_file(bronze).localCheckpoint(eager=True)
-    rows_in = snapshot.count()
-    rescued = snapshot.filter(F.col(tf.RESCUED).isNotNull()).count()
+    counts = snapshot.agg(F.count(F.lit(1)).alias("rows"), F.count(tf.RESCUED).alias("rescued")).first()
+    rows_in, rescued = counts["rows"], counts["rescued"]
     job.count("silver", table, "rows_in", rows_in)
     job.count("silver", table, "rows_rescued_not_promoted", rescued)
     clean = tf.without_rescued(snapshot)
@@ -27,14 +27,15 @@ def main(argv: list[str]) -> None:
     job = start("netflix.silver", argv)
     columns = {source["table"]: source["columns"] for source in job.config["files"]}
     silver = job.config["silver"]
-    for table in [*silver["lookups"], silver["titles"]]:
-        if not job.wants(table):
-            continue
+
+    def refresh(table: str) -> None:
         job.refresh(
             "silver",
             table,
             {"bronze": job.uri("bronze", table)},
-            lambda inputs, table=table: build_table(job, table, columns[table], inputs["bronze"]),
+            lambda inputs: build_table(job, table, columns[table], inputs["bronze"]),
             settings={"columns": columns[table]},
         )
+
+    job.for_each([t for t in [*silver["lookups"], silver["titles"]] if job.wants(t)], refresh)
     job.write_audit()

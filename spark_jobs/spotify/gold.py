@@ -565,7 +565,9 @@ def main(argv: list[str]) -> None:
     broken = failures(outcomes)
     if broken:
         raise ExpectationFailedError("; ".join(broken) + " (no gold table was written)")
-    for target, stamp, b in built:
+
+    def write(item) -> None:
+        target, stamp, b = item
         for metric, value in b.counts.items():
             job.count("gold", target.name, metric, value)
         job.count("gold", target.name, "rows_dropped", b.dropped)
@@ -576,4 +578,7 @@ def main(argv: list[str]) -> None:
             merge_changes(job, target, b, list(target.keys), metadata)
         else:
             replace_if_changed(job, target.name, b.df, metadata)
+
+    # every table is computed and checked: the writes, one per table, go side by side
+    job.for_each(built, write)
     job.write_audit()

@@ -62,13 +62,15 @@ def bronze_folder(job: Job) -> str:
     return f"{job.lake.layer_uri('bronze')}/{job.pipeline}"
 
 
-def applied_windows(job: Job, table: str) -> set[tuple[str, str]]:
-    """(window, sha256) of the windows of ``table`` already merged into silver."""
+def applied_windows(job: Job) -> dict[str, set[tuple[str, str]]]:
+    """Per table, (window, sha256) of the windows already merged into silver."""
     uri = job.uri("silver", APPLIED)
     if not job.engine.exists(uri):
-        return set()
-    rows = job.engine.read(uri).filter(F.col("table") == table).select("window", "sha256").collect()
-    return {(r["window"], r["sha256"]) for r in rows}
+        return {}
+    found: dict[str, set[tuple[str, str]]] = {}
+    for r in job.engine.read(uri).select("table", "window", "sha256").collect():
+        found.setdefault(r["table"], set()).add((r["window"], r["sha256"]))
+    return found
 
 
 def read_windows(job: Job, spec: dict, windows: list[dict]):
@@ -116,11 +118,12 @@ def silver_rows(df, spec: dict, rules: dict):
     return rows, df.filter(~has_key)
 
 
-def apply_table(job: Job, spec: dict) -> None:
+def apply_table(job: Job, spec: dict, applied: dict[str, set]) -> list[dict]:
+    """Merge ``spec``'s pending bronze windows into its silver table; returns those windows."""
     table, uri = spec["table"], job.uri("silver", spec["table"])
     rules = job.config.get("silver") or {}
     # Records of applied windows count only while the table they went into exists.
-    done = applied_windows(job, table) if job.engine.exists(uri) else set()
+    done = applied.get(table, set()) if job.engine.exists(uri) else set()
     pending = [m for m in manifests(job, table) if (m["window"], m["sha256"]) not in done]
     job.count("silver", table, "windows_pending", len(pending))
     if not pending:
@@ -136,7 +139,7 @@ def apply_table(job: Job, spec: dict) -> None:
                 properties=SILVER_PROPERTIES,
             )
             log.info("silver.%s: no bronze window yet: created empty", table)
-        return
+        return []
     bronze = read_windows(job, spec, pending).localCheckpoint(eager=True)
     rows, keyless = silver_rows(bronze, spec, rules)
     rows = rows.localCheckpoint(eager=True)
@@ -161,11 +164,14 @@ def apply_table(job: Job, spec: dict) -> None:
         result = {"inserted": 0, "updated": 0}
     job.count("silver", table, "rows_inserted", result["inserted"])
     job.count("silver", table, "rows_updated", result["updated"])
-    record_windows(job, table, pending)
+    return pending
 
 
-def record_windows(job: Job, table: str, windows: list[dict]) -> None:
-    """Upsert (table, window) -> sha256 into ``_applied_windows``, after the rows are merged."""
+def record_windows(job: Job, windows: dict[str, list[dict]]) -> None:
+    """Upsert (table, window) -> sha256 into ``_applied_windows``, after the rows are merged: one
+    commit for every table's windows of this run, none when no window was applied."""
+    if not any(windows.values()):
+        return
     schema = T.StructType(
         [
             T.StructField("table", T.StringType(), False),
@@ -175,18 +181,39 @@ def record_windows(job: Job, table: str, windows: list[dict]) -> None:
             T.StructField("applied_run_id", T.StringType(), False),
         ]
     )
-    rows = [(table, m["window"], m["sha256"], int(m["rows"]), job.run_id) for m in windows]
+    rows = [
+        (table, m["window"], m["sha256"], int(m["rows"]), job.run_id)
+        for table, applied in sorted(windows.items())
+        for m in applied
+    ]
     job.engine.merge(
         job.spark.createDataFrame(rows, schema),
         job.uri("silver", APPLIED),
         ["table", "window"],
-        metadata={"run_id": job.run_id, "job": job.name, "table": table},
+        metadata={
+            "run_id": job.run_id,
+            "job": job.name,
+            "tables": sorted(t for t, w in windows.items() if w),
+        },
     )
 
 
 def main(argv: list[str]) -> None:
+    """Every table's pending windows merged side by side, then recorded in one commit: a table
+    that fails leaves its windows pending (and the others recorded) for the next run."""
     job = start("spotify.silver", argv)
-    for spec in job.config["tables"]:
-        if job.wants(spec["table"]):
-            apply_table(job, spec)
+    applied = applied_windows(job)
+    specs = [spec for spec in job.config["tables"] if job.wants(spec["table"])]
+
+    def attempt(spec: dict):
+        try:
+            return apply_table(job, spec, applied), None
+        except Exception as exc:  # recorded below once the others are done
+            return [], exc
+
+    outcomes = job.for_each(specs, attempt)
+    record_windows(job, {spec["table"]: merged for spec, (merged, _) in zip(specs, outcomes, strict=True)})
+    failures = [exc for _, exc in outcomes if exc is not None]
+    if failures:
+        raise failures[0]
     job.write_audit()
