@@ -6,6 +6,7 @@ the jobs use, locally and on Databricks.
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -419,3 +420,19 @@ def test_a_broken_table_is_named_in_the_error(engine, tmp_path):
     (uri / "_delta_log" / "00000000000000000000.json").write_text("{not json")
     with pytest.raises(DeltaTableError, match=str(uri)):
         engine.history(str(uri))
+
+
+def test_merge_pruned_by_a_partition_key_reads_only_the_source_partitions(engine, tmp_path):
+    uri = str(tmp_path / "t")
+    engine.merge(frame(engine, BASE), uri, ["grp", "k"], partition_by=["grp"])
+    counts = engine.merge(
+        frame(engine, [(1, "a", "x2"), (9, "a", "new")]), uri, ["grp", "k"], prune_by=["grp"]
+    )
+    assert counts == {"updated": 1, "inserted": 1}
+    assert content(engine, uri) == [(1, "a", "x2"), (2, "a", "y"), (3, "b", "z"), (9, "a", "new")]
+    commit = engine.spark.sql(f"DESCRIBE HISTORY {engine.table_ref(uri)} LIMIT 1").first()
+    # the join names the source's partitions of the target, which Delta prunes files by
+    predicate = commit["operationParameters"]["predicate"]
+    assert re.search(r"\(grp#\d+ = a\)\)", predicate), predicate
+    with pytest.raises(ValueError, match="only key columns"):
+        engine.merge(frame(engine, BASE), uri, ["k"], prune_by=["grp"])

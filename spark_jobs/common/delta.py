@@ -42,6 +42,7 @@ NO_CHANGE_DATA = frozenset(
     }
 )
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+PRUNE_LIMIT = 1000  # most partition values a merge names in its target predicate
 
 
 class DeltaTableError(RuntimeError):
@@ -272,6 +273,9 @@ class DeltaEngine:
     def _writer(df, mode, metadata, partition_by, properties=None):
         # Always set: a write without it would take a concurrent MERGE's session-wide metadata.
         user_metadata = json.dumps(metadata, sort_keys=True) if metadata else ""
+        if partition_by:
+            # one file per partition from one task, not one per partition from every task
+            df = df.repartition(*partition_by)
         writer = df.write.format("delta").mode(mode).option("userMetadata", user_metadata)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -337,6 +341,7 @@ class DeltaEngine:
         partition_by: list[str] | None = None,
         order_by: list[str] | None = None,
         properties: dict[str, str] | None = None,
+        prune_by: list[str] | None = None,
     ) -> dict:
         """Upsert on ``keys``: update matched rows, insert the rest. Returns row counts.
 
@@ -345,13 +350,25 @@ class DeltaEngine:
         With ``order_by`` (columns such as ``[updated_at, _row_hash]``), only by a source row
         strictly greater by those columns in order: an older row, or the same row delivered
         again, changes nothing. ``partition_by`` and ``properties`` apply when the merge creates
-        the table.
+        the table. ``prune_by`` names partition columns among the keys: the merge then reads only
+        the target's partitions that the source's values of those columns name (Delta prunes
+        files by a target predicate in the join, not by the join itself).
         """
         join, guard = self.merge_conditions(keys, newer_by, order_by)
+        unsafe = sorted(set(prune_by or []) - set(keys))
+        if unsafe:
+            raise ValueError(f"prune_by {unsafe}: only key columns can narrow a merge's target")
         if not self.exists(uri):
             df = df.localCheckpoint(eager=True)
             self.append(df, uri, metadata=metadata, partition_by=partition_by, properties=properties)
             return {"inserted": df.count(), "updated": 0}
+        if prune_by:
+            df = df.localCheckpoint(eager=True)
+            for column in prune_by:
+                values = [r[0] for r in df.select(column).distinct().limit(PRUNE_LIMIT + 1).collect()]
+                if len(values) <= PRUNE_LIMIT and None not in values:
+                    literals = ", ".join(_literal(v) for v in sorted(values)) or "NULL"
+                    join += f" AND t.{self.ident(column)} IN ({literals})"
         view = f"_merge_source_{uuid.uuid4().hex}"
         df.createOrReplaceTempView(view)
         matched = (

@@ -100,6 +100,7 @@ def apply_source(job: Job, spec: dict, stamp: dict) -> None:
             newer_by="file_date",
             partition_by=spec.get("partition_by"),
             properties=SILVER_PROPERTIES,
+            prune_by=[c for c in spec.get("partition_by") or [] if c in keys],
         )
         job.count("silver", table, "rows_inserted", result["inserted"])
         job.count("silver", table, "rows_updated", result["updated"])
