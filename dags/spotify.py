@@ -12,6 +12,12 @@ with no rows writes nothing and its table's task is *skipped*. Params:
 * `from_date`/`to_date`: re-extract that range instead (the original's backfill override);
 * `lookback_windows`: also re-read that many earlier windows, for changes that arrive late.
 
+Each param's schema is checked when the run is created; the first task, `check_params`, checks
+them together before any table is read (both dates or neither, `to_date` after `from_date`, at
+most `schedule.max_windows` windows) and fails without a retry, naming the parameter. Airflow 3.3
+validates each Param on its own only (a JSON schema per Param, no DAG-level rule), so a
+cross-field rule cannot refuse the trigger itself.
+
 **spotify_transform** (runs when bronze changed): silver merges only new or changed bronze windows
 (user names upper-cased, track names without '-', a duration bucket, one row per key and change);
 gold rebuilds the SCD2 dimensions (users, tracks, artists), the date dimension (type 1) and
@@ -30,7 +36,7 @@ from lakehouse.compute import spark_job
 from lakehouse.defaults import default_args
 from lakehouse.metadata import load_pipeline
 from lakehouse.sql_templates import with_rendered_views
-from lakehouse.tasks import extract_sql_table, lake_asset, report_run
+from lakehouse.tasks import check_params, extract_sql_table, lake_asset, report_run
 
 META = load_pipeline("spotify")
 PIPELINE = META["pipeline"]
@@ -76,18 +82,25 @@ with DAG(
             SCHEDULE.get("lookback_windows", 0),
             type="integer",
             minimum=0,
-            maximum=366,
+            maximum=SCHEDULE["max_windows"] - 1,
             title="Lookback windows",
             description="Also re-read this many earlier windows, for changes that arrived late.",
         ),
     },
 ):
-    grid = {"start_date": SCHEDULE["start_date"].isoformat(), "interval": SCHEDULE["interval"]}
-    extract_sql_table.override(outlets=[BRONZE]).partial(
-        pipeline=PIPELINE,
-        source=META["source"],
-        grid={**grid, "lookback_windows": SCHEDULE.get("lookback_windows", 0)},
-    ).expand(spec=META["tables"])
+    grid = {
+        "start_date": SCHEDULE["start_date"].isoformat(),
+        "interval": SCHEDULE["interval"],
+        "lookback_windows": SCHEDULE.get("lookback_windows", 0),
+        "max_windows": SCHEDULE["max_windows"],
+    }
+    checked = check_params(grid)
+    extracted = (
+        extract_sql_table.override(outlets=[BRONZE])
+        .partial(pipeline=PIPELINE, source=META["source"], grid=grid)
+        .expand(spec=META["tables"])
+    )
+    checked >> extracted
 
 
 with DAG(

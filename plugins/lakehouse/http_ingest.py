@@ -9,10 +9,16 @@ landed under a new name only when its content changed:
 
 A file is written under a hidden temporary name and renamed, so Spark never sees half a file.
 The record is written after the file, so a failure between the two re-fetches, never skips.
+
+A file must decode strictly with its declared ``encoding`` (UTF-8 unless the metadata says
+otherwise): one that does not fails its fetch naming the first bad byte, so no replacement
+character ever reaches the lake. ``SourceError.retryable`` says whether trying again can help (a
+5xx or an interrupted transfer) or not (a 4xx other than 408/429, a malformed or undecodable file).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
@@ -31,7 +37,19 @@ CHUNK = 1 << 20
 
 
 class SourceError(RuntimeError):
-    """A source file could not be fetched or does not look like the declared file."""
+    """A source file could not be fetched or does not look like the declared file.
+
+    ``retryable`` is False when fetching again cannot help: the server refused the request (a
+    4xx other than 408 or 429) or the file is malformed (empty, wrong header, wrong encoding).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# 4xx answers a retry can fix: a request timeout and "too many requests"
+RETRYABLE_4XX = frozenset({408, 429})
 
 
 @dataclass
@@ -58,9 +76,40 @@ def read_record(pipeline: str, table: str) -> dict | None:
     return json.loads(path.read_text())
 
 
-def check_header(first_bytes: bytes, columns: list[str], name: str) -> None:
-    """The file's header must be the declared columns, in order (a UTF-8 BOM is allowed)."""
-    text = first_bytes.decode("utf-8-sig", errors="replace")
+def check_encoding(spool, encoding: str, name: str) -> None:
+    """The whole file must decode with ``encoding``; else a non-retryable error naming the first
+    byte that does not (its offset from the start of the file, 0-based)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    spool.seek(0)
+    offset = 0  # bytes fed to the decoder before this chunk
+    while True:
+        chunk = spool.read(CHUNK)
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            # positions are in the bytes the decoder was holding: a suffix of all bytes read so far
+            at = offset + len(chunk) - len(exc.object) + exc.start
+            bad = exc.object[exc.start : exc.end]
+            raise SourceError(
+                f"{name}: not valid {encoding} at byte offset {at} (0x{bad.hex()}: {exc.reason}); "
+                "declare the file's encoding in the pipeline metadata if it is not "
+                f"{encoding}. Nothing was landed",
+                retryable=False,
+            ) from None
+        if not chunk:
+            return
+        offset += len(chunk)
+
+
+def check_header(first_bytes: bytes, columns: list[str], name: str, encoding: str = "utf-8") -> None:
+    """The file's header must be the declared columns, in order (a UTF-8 BOM is allowed).
+
+    ``first_bytes`` is the start of a file that decodes with ``encoding``; a character cut at its
+    end is ignored (the whole file is checked by ``check_encoding``).
+    """
+    text = codecs.getincrementaldecoder(encoding)(errors="strict").decode(first_bytes, final=False)
+    if codecs.lookup(encoding).name == "utf-8":
+        text = text.removeprefix("\ufeff")
     header = next(csv.reader(io.StringIO(text)), [])
     header = [h.strip() for h in header]
     if header == list(columns):
@@ -70,7 +119,9 @@ def check_header(first_bytes: bytes, columns: list[str], name: str) -> None:
     detail = (
         f"missing {missing}, unexpected {unexpected}" if missing or unexpected else "columns out of order"
     )
-    raise SourceError(f"{name}: header does not match the declared columns ({detail}); got {header}")
+    raise SourceError(
+        f"{name}: header does not match the declared columns ({detail}); got {header}", retryable=False
+    )
 
 
 def _download(hook, endpoint: str, headers: dict, name: str, sink) -> tuple[int, dict, str]:
@@ -82,7 +133,11 @@ def _download(hook, endpoint: str, headers: dict, name: str, sink) -> tuple[int,
         if response.status_code == 304:
             return 304, dict(response.headers), ""
         if response.status_code != 200:
-            raise SourceError(f"{name}: HTTP {response.status_code} {response.reason} from {response.url}")
+            code = response.status_code
+            raise SourceError(
+                f"{name}: HTTP {code} {response.reason} from {response.url}",
+                retryable=not (400 <= code < 500) or code in RETRYABLE_4XX,
+            )
         digest = hashlib.sha256()
         size = 0
         try:
@@ -118,9 +173,11 @@ def fetch_to_raw(pipeline: str, source: dict, conn_id: str) -> dict:
             return {**previous, "status": "unchanged"}
         size = spool.tell()
         if size == 0:
-            raise SourceError(f"{name}: the server sent an empty file")
+            raise SourceError(f"{name}: the server sent an empty file", retryable=False)
+        encoding = source.get("encoding", "utf-8")
+        check_encoding(spool, encoding, name)
         spool.seek(0)
-        check_header(spool.read(64 * 1024), source["columns"], name)
+        check_header(spool.read(64 * 1024), source["columns"], name, encoding)
         if previous and previous.get("sha256") == sha:
             log.info("%s: content unchanged (sha256 %s), not landed again", name, sha[:16])
             return {**previous, "status": "unchanged"}

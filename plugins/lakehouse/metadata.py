@@ -6,6 +6,7 @@ entry fails the DAG import with a message naming the file and the entry.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 from functools import cache
@@ -46,6 +47,7 @@ def validate(meta: dict, where: str) -> dict:
             raise MetadataError(f"{here}: 'columns' must list the file's header")
         for column in columns:
             _check(COLUMN, column, "column name", here)
+        _normalise_encoding(source, here)
     tables = {source["table"] for source in meta.get("files", [])}
     for index, spec in enumerate(meta.get("gold", [])):
         here = f"{where} gold[{index}]"
@@ -64,6 +66,30 @@ def validate(meta: dict, where: str) -> dict:
     if "tables" in meta:
         _validate_sql_source(meta, where)
     return meta
+
+
+# Python codec name -> the name Spark's (Java's) CSV reader knows the same charset by
+SPARK_CHARSETS = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "iso8859-1": "ISO-8859-1", "cp1252": "windows-1252"}
+
+
+def _normalise_encoding(source: dict, here: str) -> None:
+    """A file's declared ``encoding`` (default UTF-8) must be a Python codec; it is kept as the
+    codec's canonical name (what the fetch decodes with, strictly) and becomes the Spark CSV
+    reader's ``options.encoding`` unless the source sets that itself."""
+    declared = source.get("encoding", "utf-8")
+    try:
+        if not isinstance(declared, str):
+            raise LookupError(declared)
+        codec = codecs.lookup(declared)
+        if not codec._is_text_encoding:  # e.g. base64, rot13
+            raise LookupError(declared)
+    except LookupError:
+        raise MetadataError(f"{here}: encoding {declared!r} is not a text encoding Python knows") from None
+    source["encoding"] = codec.name
+    options = source.setdefault("options", {})
+    if not isinstance(options, dict):
+        raise MetadataError(f"{here}: 'options' must map Spark CSV options to values")
+    options.setdefault("encoding", SPARK_CHARSETS.get(codec.name, codec.name))
 
 
 COLUMN_TYPES = ("int", "bigint", "string", "date", "timestamp")
@@ -95,6 +121,14 @@ def _validate_sql_source(meta: dict, where: str) -> None:
     if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
         raise MetadataError(
             f"{where} schedule: lookback_windows must be a whole number >= 0, not {lookback!r}"
+        )
+    max_windows = schedule.setdefault("max_windows", 366)
+    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1:
+        raise MetadataError(f"{where} schedule: max_windows must be a whole number >= 1, not {max_windows!r}")
+    if lookback + 1 > max_windows:
+        raise MetadataError(
+            f"{where} schedule: lookback_windows {lookback} reads {lookback + 1} windows a run, "
+            f"more than max_windows {max_windows}"
         )
     names = set()
     for index, spec in enumerate(meta["tables"]):

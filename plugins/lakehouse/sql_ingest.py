@@ -69,12 +69,25 @@ def parse_date_param(name: str, value) -> dt.datetime | None:
 
 
 def grid_windows(
-    start: dt.datetime, end: dt.datetime, origin: dt.datetime, step: dt.timedelta
+    start: dt.datetime,
+    end: dt.datetime,
+    origin: dt.datetime,
+    step: dt.timedelta,
+    max_windows: int | None = None,
+    what: str = "the range",
 ) -> list[Window]:
-    """The windows of the grid ``origin + k * step`` that cover ``[start, end)``."""
+    """The windows of the grid ``origin + k * step`` that cover ``[start, end)``; at most
+    ``max_windows`` of them (counted before any is built)."""
     if end <= start:
         raise ParamError(f"the range {start.isoformat()} .. {end.isoformat()} is empty: end must be later")
     first = origin + ((start - origin) // step) * step
+    count = -((first - end) // step)  # ceil((end - first) / step)
+    if max_windows is not None and count > max_windows:
+        raise ParamError(
+            f"{what} {start.date().isoformat()} .. {end.date().isoformat()} covers {count} windows, "
+            f"more than schedule.max_windows {max_windows} allows in one run: split it into several "
+            "runs (or a backfill)"
+        )
     windows, cursor = [], first
     while cursor < end:
         windows.append(Window(cursor, cursor + step))
@@ -91,21 +104,43 @@ def run_windows(
     from_date=None,
     to_date=None,
     lookback_windows=0,
+    max_windows: int | None = None,
 ) -> list[Window]:
     """What a run extracts: its data interval plus ``lookback_windows`` earlier ones, or the
-    ``from_date``/``to_date`` range (a manual re-extraction), always on the schedule's grid."""
+    ``from_date``/``to_date`` range (a manual re-extraction), always on the schedule's grid.
+
+    The parameters are checked together, each refusal naming the parameter: both dates or
+    neither, ``to_date`` after ``from_date``, and no more than ``max_windows`` windows.
+    """
     if not isinstance(lookback_windows, int) or isinstance(lookback_windows, bool) or lookback_windows < 0:
         raise ParamError(f"parameter lookback_windows: {lookback_windows!r} must be a whole number >= 0")
     interval_start, interval_end = _plain(interval_start), _plain(interval_end)
     start, end = parse_date_param("from_date", from_date), parse_date_param("to_date", to_date)
     if (start is None) != (end is None):
-        raise ParamError("parameters from_date and to_date must be given together")
-    if start is None:
+        given, missing = ("from_date", "to_date") if end is None else ("to_date", "from_date")
+        raise ParamError(
+            f"parameter {missing}: missing; {given} was given, and from_date and to_date "
+            "must be given together (both, or neither for the run's own interval)"
+        )
+    if start is not None:
+        if end <= start:
+            raise ParamError(
+                f"parameter to_date: {to_date} must be after from_date {from_date}: the range "
+                "from_date (inclusive) .. to_date (exclusive) is empty"
+            )
+        what = "parameters from_date .. to_date:"
+    else:
+        if lookback_windows + 1 > (max_windows or lookback_windows + 1):
+            raise ParamError(
+                f"parameter lookback_windows: {lookback_windows} reads {lookback_windows + 1} windows, "
+                f"more than schedule.max_windows {max_windows} allows in one run"
+            )
         if interval_end <= interval_start:
             # A run without a real interval: the last complete window before it.
             interval_start = interval_end - step
         start, end = interval_start - lookback_windows * step, interval_end
-    return grid_windows(start, end, origin, step)
+        what = "the run's interval with its lookback,"
+    return grid_windows(start, end, origin, step, max_windows, what)
 
 
 def _plain(moment: dt.datetime) -> dt.datetime:
