@@ -166,7 +166,8 @@ class DeltaEngine:
         return " OR ".join(terms)
 
     def _fail(self, what: str, uri: str, exc: BaseException) -> DeltaTableError:
-        return DeltaTableError(f"{what} of Delta table {uri} failed: {short_message(exc)}")
+        table = uri.rstrip("/").rsplit("/", 1)[-1]
+        return DeltaTableError(f"{what} of Delta table {table} at {uri} failed: {short_message(exc)}")
 
     # -- state ----------------------------------------------------------------------------------------
     def history(self, uri: str, limit: int | None = None) -> list[Commit]:
@@ -237,7 +238,12 @@ class DeltaEngine:
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        return reader.load(uri)
+        try:
+            df = reader.load(uri)
+            df.columns  # noqa: B018 - plans the read: a missing or unreadable log fails here, named
+        except Exception as exc:
+            raise self._fail("a read", uri, exc) from exc
+        return df
 
     def changes(self, uri: str, since: int, version: int):
         """The change data feed after version ``since`` up to ``version``: the table's columns plus

@@ -6,15 +6,20 @@ kept in ``_rescued_data`` instead of failing the read or vanishing, so they can 
 
 from __future__ import annotations
 
+from spark_jobs.common.delivery import FILE_COLUMN
+from spark_jobs.common.errors import BadInputError
 from spark_jobs.common.files import RESCUED
 
 
-class MissingSourceError(RuntimeError):
+class MissingSourceError(BadInputError):
     """A required file of a drop is not there."""
 
 
 def read_source(spark, uri: str, spec: dict):
-    """The source as delivered, all declared columns plus ``_rescued_data``."""
+    """The source as delivered: all declared columns, ``_rescued_data`` and the file of each row
+    (``_file_path``), materialised."""
+    from pyspark.sql import functions as F
+
     # a DDL string: Spark parses it on the server (no local JVM on Spark Connect)
     schema = f"{spec['schema'].strip().rstrip(',')}, {RESCUED} STRING"
     reader = (
@@ -32,4 +37,4 @@ def read_source(spark, uri: str, spec: dict):
     else:
         raise ValueError(f"{spec['table']}: unsupported format {spec['format']!r}")
     # Spark needs the rows materialised to query the corrupt-record column
-    return df.localCheckpoint(eager=True)
+    return df.withColumn(FILE_COLUMN, F.col("_metadata.file_path")).localCheckpoint(eager=True)

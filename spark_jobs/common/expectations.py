@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spark_jobs.common.errors import BadInputError
+
 ACTIONS = ("warn", "drop", "fail")
 
 
@@ -51,8 +53,8 @@ class Outcome:
         return {"warn": "warned", "drop": "dropped", "fail": "failed"}[self.action]
 
 
-class ExpectationFailedError(RuntimeError):
-    pass
+class ExpectationFailedError(BadInputError):
+    """A ``fail`` expectation is broken: the same data fails the same way."""
 
 
 def apply_expectations(df, table: str, expectations: list[Expectation]):

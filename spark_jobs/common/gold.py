@@ -7,6 +7,7 @@ import logging
 
 from spark_jobs.common.expectations import Expectation, ExpectationFailedError, apply_expectations, failures
 from spark_jobs.common.job import QUALITY_TABLE
+from spark_jobs.common.release import release
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
     ``transforms`` optionally maps a gold table to a function applied before the checks.
     Every stale table is computed and checked first: if a ``fail`` rule is broken, its counts
     are recorded in ``gold/<pipeline>/_quality`` and the job stops with no gold table written.
+    When every table is written, their versions become one release (``spark_jobs.common.release``).
     """
     transforms = transforms or {}
 
@@ -49,6 +51,8 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
         job.count("gold", table, "rows_dropped", dropped)
 
     job.for_each(pending, write)
+    # every table of the run is written: one commit makes them the version readers see
+    release(job, [spec["table"] for spec in tables])
     job.write_audit()
 
 

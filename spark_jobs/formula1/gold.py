@@ -12,6 +12,7 @@ import logging
 from pyspark.sql import functions as F
 
 from spark_jobs.common.job import Job, start
+from spark_jobs.common.release import release
 from spark_jobs.formula1 import transforms as tf
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,13 @@ def main(argv: list[str]) -> None:
     job = start("formula1.gold", argv)
     if not job.file_date:
         raise SystemExit("formula1.gold needs --file-date")
+    build(job)
+    # every presentation table is written: one commit makes them the versions readers see
+    release(job, job.config["presentation"])
+    job.write_audit()
+
+
+def build(job: Job) -> None:
     inputs = {name: job.uri("silver", name) for name in INPUTS}
     if job.engine.version(inputs["results"]) is None:
         log.info("no results have been delivered yet: no presentation table to build")
@@ -98,4 +106,3 @@ def main(argv: list[str]) -> None:
     job.for_each(others, write)
     if "race_results" in job.config["presentation"]:
         write("race_results")
-    job.write_audit()

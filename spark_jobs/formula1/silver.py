@@ -8,9 +8,11 @@ changes nothing, and a late, older drop never replaces or overwrites what a newe
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from spark_jobs.common import drops
-from spark_jobs.common.files import RESCUED, FileInfo, list_files
+from spark_jobs.common import delivery, drops, quarantine
+from spark_jobs.common.errors import ConflictingDuplicatesError
+from spark_jobs.common.files import FileInfo, list_files
 from spark_jobs.common.job import SILVER_PROPERTIES, Job, start
 from spark_jobs.formula1 import transforms as tf
 
@@ -67,33 +69,94 @@ def applied_stamps(job: Job, uri: str) -> list[dict]:
     return [c.metadata.get("drop") for c in job.engine.history(uri) if c.metadata.get("drop")]
 
 
-def apply_source(job: Job, spec: dict, stamp: dict) -> None:
+@dataclass
+class Prepared:
+    """One source of the drop, read, checked and processed: what phase two writes."""
+
+    spec: dict
+    stamp: dict
+    clean: object  # DataFrame, materialised
+    rows: int
+    quarantined: object | None = None  # DataFrame of quarantine rows, or None
+
+
+CONFLICT = "conflicting duplicate key"
+EXAMPLE_KEYS = 5
+
+
+def prepare_source(job: Job, spec: dict, stamp: dict, files: list[FileInfo]) -> Prepared | None:
+    """Read, check and process one source; None when the drop is already applied (or older)."""
     table, uri = spec["table"], job.uri("silver", spec["table"])
     stamps = applied_stamps(job, uri)
     if stamp in stamps:
         log.info("silver.%s already has drop %s: unchanged", table, job.file_date)
-        return
+        return None
     newest = max((s["file_date"] for s in stamps), default=None)
     if spec["write"] == "replace" and newest and newest > job.file_date:
         log.info("silver.%s holds drop %s, newer than %s: not replaced", table, newest, job.file_date)
-        return
+        return None
 
     delivered = drops.read_source(job.spark, drop_uri(job, spec), spec)
-    rows_read = delivered.count()
-    rescued = delivered.filter(delivered[RESCUED].isNotNull()).count()
-    clean = tf.processed(delivered, spec, job.config.get("null_markers", []))
+    json_file = spec["format"] == "json"
+    checked = delivery.check(
+        job.spark,
+        delivered,
+        table=f"silver.{table} (drop {job.file_date})",
+        files=[f.path for f in files],
+        spec=spec,
+        json_lines=json_file and not spec.get("multiline", False),
+        whole_file_json=json_file and bool(spec.get("multiline", False)),
+    )
+    clean = tf.processed(delivered.drop(delivery.FILE_COLUMN), spec, job.config.get("null_markers", []))
     keys = spec.get("keys")
+    quarantined = None
+    job.count("silver", table, "rows_read", checked.rows)
+    job.count("silver", table, "rows_rescued", checked.rescued)
+    if checked.empty_files:
+        job.count("silver", table, "empty_files", len(checked.empty_files))
     if keys:
-        clean = tf.deduplicate(clean, keys)
+        clean = clean.localCheckpoint(eager=True)
+        distinct = clean.dropDuplicates().count()
+        job.count("silver", table, "duplicates_removed", checked.rows - checked.rescued - distinct)
+        order_by = (spec.get("tie_break") or {}).get("order_by")
+        clean, conflicting = tf.deduplicate(clean, keys, order_by)
+        conflicting = conflicting.localCheckpoint(eager=True)
+        conflict_rows = conflicting.count()
+        if conflict_rows:
+            examples = [
+                r["_key"] for r in conflicting.select("_key").distinct().limit(EXAMPLE_KEYS).collect()
+            ]
+            conflict_keys = conflicting.select("_key").distinct().count()
+            what = (
+                f"silver.{table} (drop {job.file_date}): {conflict_keys} key(s) of {keys} have rows with "
+                f"different values (e.g. {', '.join(sorted(examples))})"
+            )
+            if not spec.get("quarantine", False):
+                rule = "its tie_break does not order them" if order_by else "no tie_break is declared"
+                raise ConflictingDuplicatesError(
+                    f"{what} and {rule}: declare tie_break or quarantine for this source, or fix the "
+                    f"file(s) {', '.join(sorted({f.name for f in files}))}; nothing was written"
+                )
+            log.warning("%s: their %s rows go to quarantine", what, conflict_rows)
+            quarantined = quarantine.rows(conflicting, table, CONFLICT, job.file_date, job.run_id)
+            job.count("silver", table, "rows_quarantined", conflict_rows)
+        clean = clean.localCheckpoint(eager=True)
+        if order_by:
+            # rows that lost to another row of their key by the declared tie-break
+            job.count("silver", table, "rows_tie_broken", distinct - clean.count() - conflict_rows)
     clean = tf.with_drop(clean, job.file_date).localCheckpoint(eager=True)
     rows = clean.count()
-    job.count("silver", table, "rows_read", rows_read)
-    job.count("silver", table, "rows_rescued", rescued)
-    job.count("silver", table, "duplicates_removed", rows_read - rescued - rows)
-    metadata = {"drop": stamp, "run_id": job.run_id, "job": job.name}
+    return Prepared(spec=spec, stamp=stamp, clean=clean, rows=rows, quarantined=quarantined)
+
+
+def write_source(job: Job, item: Prepared) -> None:
+    spec, table = item.spec, item.spec["table"]
+    uri = job.uri("silver", table)
+    keys = spec.get("keys")
+    metadata = {"drop": item.stamp, "run_id": job.run_id, "job": job.name}
     if spec["write"] == "merge":
         result = job.engine.merge(
-            clean,
+            item.clean,
             uri,
             keys,
             metadata=metadata,
@@ -105,8 +168,8 @@ def apply_source(job: Job, spec: dict, stamp: dict) -> None:
         job.count("silver", table, "rows_inserted", result["inserted"])
         job.count("silver", table, "rows_updated", result["updated"])
     else:
-        job.engine.overwrite(clean, uri, metadata=metadata, properties=SILVER_PROPERTIES)
-        job.count("silver", table, "rows_written", rows)
+        job.engine.overwrite(item.clean, uri, metadata=metadata, properties=SILVER_PROPERTIES)
+        job.count("silver", table, "rows_written", item.rows)
 
 
 def main(argv: list[str]) -> None:
@@ -115,9 +178,13 @@ def main(argv: list[str]) -> None:
         raise SystemExit("formula1.silver needs --file-date")
     files = drop_files(job)
 
-    def apply(spec: dict) -> None:
-        stamp = {"file_date": job.file_date, "files": fingerprint(source_files(spec, files))}
-        apply_source(job, spec, stamp)
+    def prepare(spec: dict) -> Prepared | None:
+        mine = source_files(spec, files)
+        stamp = {"file_date": job.file_date, "files": fingerprint(mine)}
+        return prepare_source(job, spec, stamp, mine)
 
-    job.for_each(present_sources(job, files), apply)
+    # Every source is read and checked before anything is written: one bad file writes nothing.
+    prepared = [p for p in job.for_each(present_sources(job, files), prepare) if p is not None]
+    quarantine.write(job, "silver", [p.quarantined for p in prepared if p.quarantined is not None])
+    job.for_each(prepared, lambda item: write_source(job, item))
     job.write_audit()

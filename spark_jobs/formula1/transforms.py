@@ -46,11 +46,47 @@ def driver_name(drivers: DataFrame) -> DataFrame:
 DERIVED = {"races": race_timestamp, "drivers": driver_name}
 
 
-def deduplicate(df: DataFrame, keys: list[str]) -> DataFrame:
-    """One row per key, the same whatever the order of the input: the greatest row as JSON wins."""
-    order = F.to_json(F.struct(*[F.col(c) for c in sorted(df.columns)]))
-    window = Window.partitionBy(*keys).orderBy(order.desc())
-    return df.withColumn("_rank", F.row_number().over(window)).filter("_rank = 1").drop("_rank")
+def tie_break_order(order_by: list[str]) -> list:
+    """``["points desc", "time"]`` as sort columns (NULLs last either way)."""
+    columns = []
+    for item in order_by:
+        name, _, direction = item.strip().partition(" ")
+        direction = direction.strip().lower() or "asc"
+        if direction not in ("asc", "desc"):
+            raise ValueError(f"tie_break order_by {item!r}: the direction must be asc or desc")
+        columns.append(F.col(name).desc_nulls_last() if direction == "desc" else F.col(name).asc_nulls_last())
+    return columns
+
+
+def deduplicate(
+    df: DataFrame, keys: list[str], order_by: list[str] | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """One row per key, never chosen by chance: ``(kept, conflicting)``.
+
+    Exact duplicates (every column equal) are one row. Distinct rows sharing a key conflict: with
+    ``order_by`` (the source's declared tie-break, e.g. ``["points desc"]``) the first row by it
+    is kept, when it alone is first; every other conflicting key keeps none of its rows, and they
+    are all returned in ``conflicting`` (with ``_key``, the key as JSON), for the caller to fail
+    on or to quarantine.
+    """
+    distinct = df.dropDuplicates()
+    by_key = Window.partitionBy(*keys)
+    counted = distinct.withColumn("_n", F.count(F.lit(1)).over(by_key))
+    if order_by:
+        ranked = Window.partitionBy(*keys).orderBy(*tie_break_order(order_by))
+        counted = counted.withColumn("_rank", F.rank().over(ranked))
+        counted = counted.withColumn("_top", F.sum(F.when(F.col("_rank") == 1, 1).otherwise(0)).over(by_key))
+        resolved = (F.col("_n") == 1) | (F.col("_top") == 1)
+        kept = counted.filter(resolved & (F.col("_rank") == 1))
+        conflicting = counted.filter(~resolved)
+    else:
+        kept = counted.filter(F.col("_n") == 1)
+        conflicting = counted.filter(F.col("_n") > 1)
+    helpers = ["_n", "_rank", "_top"]
+    conflicting = conflicting.drop(*helpers).withColumn(
+        "_key", F.to_json(F.struct(*[F.col(k) for k in keys]))
+    )
+    return kept.drop(*helpers), conflicting
 
 
 def with_drop(df: DataFrame, file_date: str) -> DataFrame:

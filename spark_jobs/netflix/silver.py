@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from spark_jobs.common.bronze import empty_files
 from spark_jobs.common.job import Job, start
 from spark_jobs.netflix import transforms as tf
 
 
-def build_table(job: Job, table: str, columns: list[str], bronze):
-    """Newest file's rows, rescued rows set aside (and counted), then the table's transforms."""
+def build_table(job: Job, table: str, columns: list[str], bronze, newest_empty: str | None = None):
+    """Newest file's rows, rescued rows set aside (and counted), then the table's transforms.
+
+    ``newest_empty``: the newest file of the table ingested with no rows (allowed by its source's
+    ``allow_empty``); when it is newer than every file in bronze, the table has zero rows.
+    """
     from pyspark.sql import functions as F
 
-    snapshot = tf.latest_file(bronze).localCheckpoint(eager=True)
+    snapshot = tf.latest_file(bronze, newest_empty).localCheckpoint(eager=True)
     counts = snapshot.agg(F.count(F.lit(1)).alias("rows"), F.count(tf.RESCUED).alias("rescued")).first()
     rows_in, rescued = counts["rows"], counts["rescued"]
     job.count("silver", table, "rows_in", rows_in)
@@ -29,12 +34,17 @@ def main(argv: list[str]) -> None:
     silver = job.config["silver"]
 
     def refresh(table: str) -> None:
+        empty = empty_files(job, table)
+        newest_empty = empty[-1] if empty else None
+        settings = {"columns": columns[table]}
+        if newest_empty:  # a newer empty delivery changes the table as a new file does
+            settings["newest_empty_file"] = newest_empty
         job.refresh(
             "silver",
             table,
             {"bronze": job.uri("bronze", table)},
-            lambda inputs: build_table(job, table, columns[table], inputs["bronze"]),
-            settings={"columns": columns[table]},
+            lambda inputs: build_table(job, table, columns[table], inputs["bronze"], newest_empty),
+            settings=settings,
         )
 
     job.for_each([t for t in [*silver["lookups"], silver["titles"]] if job.wants(t)], refresh)

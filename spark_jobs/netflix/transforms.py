@@ -10,12 +10,16 @@ from spark_jobs.common.files import RESCUED
 LINEAGE = ["_source_file", "_ingested_at"]
 
 
-def latest_file(bronze: DataFrame) -> DataFrame:
+def latest_file(bronze: DataFrame, newest_empty: str | None = None) -> DataFrame:
     """Bronze keeps every landed version of a file; silver is built from the newest one.
 
-    Raw file names start with their landing time, so the newest file has the greatest path.
+    Raw file names start with their landing time, so the newest file has the greatest path (and
+    name). ``newest_empty`` names the newest file that was ingested with no rows: when it is newer
+    than every file with rows, the newest delivery is empty, and so is the result.
     """
     latest = bronze.agg(F.max("_source_file")).first()[0]
+    if newest_empty and (latest is None or newest_empty > latest.rsplit("/", 1)[-1]):
+        return bronze.limit(0)
     return bronze.filter(F.col("_source_file") == F.lit(latest))
 
 

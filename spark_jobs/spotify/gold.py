@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from spark_jobs.common.expectations import Expectation, ExpectationFailedError, apply_expectations, failures
 from spark_jobs.common.gold import record_quality
 from spark_jobs.common.job import Job, settings_hash, start
+from spark_jobs.common.release import release
 from spark_jobs.spotify import transforms as tf
 
 log = logging.getLogger(__name__)
@@ -556,6 +557,7 @@ def main(argv: list[str]) -> None:
         stale.append((target, stamp))
     if not stale:
         log.info("every gold table is up to date with silver: nothing to do")
+        release(job, list(star.targets))
         job.write_audit()
         return
 
@@ -581,4 +583,6 @@ def main(argv: list[str]) -> None:
 
     # every table is computed and checked: the writes, one per table, go side by side
     job.for_each(built, write)
+    # every table of the run is written: one commit makes them the versions readers see
+    release(job, list(star.targets))
     job.write_audit()
