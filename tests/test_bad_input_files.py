@@ -474,6 +474,7 @@ def test_a_failed_gold_write_names_table_path_and_cause_and_readers_keep_the_las
     release_before = lake_hash(lake / "gold" / "netflix" / "_releases")
     with pytest.raises(DeltaTableError) as caught:
         run(spark, lake, "netflix.gold", config, run_id="n2")
+    assert _version(lake / "gold" / "netflix" / "titles" / "_delta_log") == 1  # written before the failure
     message = str(caught.value)
     assert "Delta table cast at" in message
     assert str(cast) in message

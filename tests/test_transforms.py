@@ -217,3 +217,48 @@ def test_clean_titles_show_id_release_year_and_columns(spark):
     rows = sorted(((r["show_id"], r["release_year"]) for r in out.collect()), key=str)
     assert rows == [("81145628", 2019), (None, None)]
     assert out.columns == [*TITLE_COLUMNS, "short_title", "type_flag", "duration_ranking"]
+
+
+# -- Netflix: an empty newest delivery ---------------------------------------------------------------
+
+
+def test_latest_file_is_empty_when_the_newest_delivery_had_no_rows(spark):
+    schema = "show_id STRING, _source_file STRING"
+    bronze = spark.createDataFrame(
+        [("1", "file:/raw/t/20260101T0000Z__a.csv"), ("2", "file:/raw/t/20260102T0000Z__b.csv")], schema
+    )
+    assert [r["show_id"] for r in tf.latest_file(bronze).collect()] == ["2"]
+    assert [r["show_id"] for r in tf.latest_file(bronze, "20260101T1200Z__e.csv").collect()] == ["2"]
+    assert tf.latest_file(bronze, "20260103T0000Z__e.csv").collect() == []
+
+
+# -- Formula 1: duplicates in one drop are never resolved by chance ----------------------------------
+
+
+def test_deduplicate_removes_exact_duplicates_and_returns_conflicting_keys(spark):
+    from spark_jobs.formula1 import transforms as f1
+
+    rows = [(1, 20.0, "a"), (1, 20.0, "a"), (2, 20.0, "b"), (2, 99.0, "b"), (3, 1.0, "c")]
+    df = spark.createDataFrame(rows, "result_id INT, points DOUBLE, code STRING")
+    kept, conflicting = f1.deduplicate(df, ["result_id"])
+    assert sorted(tuple(r) for r in kept.collect()) == [(1, 20.0, "a"), (3, 1.0, "c")]
+    assert sorted((r["result_id"], r["points"], r["_key"]) for r in conflicting.collect()) == [
+        (2, 20.0, '{"result_id":2}'),
+        (2, 99.0, '{"result_id":2}'),
+    ]
+
+
+def test_deduplicate_follows_a_declared_tie_break_and_never_breaks_a_tie_by_chance(spark):
+    from spark_jobs.formula1 import transforms as f1
+
+    rows = [(2, 20.0, "b"), (2, 99.0, "b"), (4, 5.0, "x"), (4, 5.0, "y")]
+    df = spark.createDataFrame(rows, "result_id INT, points DOUBLE, code STRING")
+    for ordered in (df, df.orderBy("points", ascending=False)):
+        kept, conflicting = f1.deduplicate(ordered, ["result_id"], ["points asc"])
+        assert [tuple(r) for r in kept.collect()] == [(2, 20.0, "b")]
+        # key 4: equal by the tie-break, different otherwise: still a conflict
+        assert sorted(r["code"] for r in conflicting.collect()) == ["x", "y"]
+    kept, _ = f1.deduplicate(df, ["result_id"], ["points desc", "code desc"])
+    assert sorted(tuple(r) for r in kept.collect()) == [(2, 99.0, "b"), (4, 5.0, "y")]
+    with pytest.raises(ValueError, match="asc or desc"):
+        f1.tie_break_order(["points sideways"])

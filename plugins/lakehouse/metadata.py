@@ -42,6 +42,7 @@ def validate(meta: dict, where: str) -> dict:
         here = f"{where} files[{index}]"
         _check(NAME, source.get("table"), "table name", here)
         _check_path(source.get("path"), here)
+        _validate_delivery_rules(source, here)
         columns = source.get("columns") or []
         if not columns:
             raise MetadataError(f"{here}: 'columns' must list the file's header")
@@ -200,6 +201,40 @@ def _validate_drop_source(source: dict, here: str) -> None:
     ]
     for column in named:
         _check(COLUMN, column, "column name", here)
+    _validate_delivery_rules(source, here)
+
+
+def _validate_delivery_rules(source: dict, here: str) -> None:
+    """What a file source tolerates: ``rescued_rows: {max_count: N, max_fraction: F}``,
+    ``allow_empty: bool``; for keyed sources ``tie_break: {order_by: [col [asc|desc], ...]}`` and
+    ``quarantine: bool``."""
+    limit = source.get("rescued_rows")
+    if limit is not None:
+        if not isinstance(limit, dict) or not limit or set(limit) - {"max_count", "max_fraction"}:
+            raise MetadataError(f"{here}: rescued_rows must be {{max_count: N}} and/or {{max_fraction: F}}")
+        count = limit.get("max_count", 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise MetadataError(f"{here}: rescued_rows max_count must be a whole number >= 0, not {count!r}")
+        fraction = limit.get("max_fraction", 0)
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+            raise MetadataError(
+                f"{here}: rescued_rows max_fraction must be between 0 and 1, not {fraction!r}"
+            )
+    for flag in ("allow_empty", "quarantine"):
+        if not isinstance(source.get(flag, False), bool):
+            raise MetadataError(f"{here}: {flag} must be true or false, not {source[flag]!r}")
+    tie_break = source.get("tie_break")
+    if (tie_break is not None or source.get("quarantine")) and not source.get("keys"):
+        raise MetadataError(f"{here}: tie_break and quarantine apply to a source with 'keys'")
+    if tie_break is not None:
+        order_by = tie_break.get("order_by") if isinstance(tie_break, dict) else None
+        if not isinstance(order_by, list) or not order_by:
+            raise MetadataError(f"{here}: tie_break must be {{order_by: [column [asc|desc], ...]}}")
+        for item in order_by:
+            column, _, direction = str(item).strip().partition(" ")
+            _check(COLUMN, column, "tie_break column", here)
+            if direction.strip().lower() not in ("", "asc", "desc"):
+                raise MetadataError(f"{here}: tie_break {item!r}: the direction must be asc or desc")
 
 
 @cache

@@ -127,8 +127,7 @@ def _check_last_records(spark, df, table: str, paths: list[str]) -> None:
     from pyspark.sql import functions as F
 
     texts = (
-        spark.read.option("wholetext", "true")
-        .text(paths)
+        spark.read.text(paths, wholetext=True)
         .select(
             F.col("_metadata.file_path").alias(FILE_COLUMN),
             F.substring_index(F.regexp_replace(F.col("value"), r"\s+$", ""), "\n", -1).alias("last_line"),
