@@ -183,7 +183,9 @@ def snapshot(lake: Path) -> dict[str, tuple[int, list[dict]]]:
     return found
 
 
-def content(snap: dict, *, skip: tuple[str, ...] = ("gold._audit", "gold._quality")) -> dict[str, list[dict]]:
+def content(
+    snap: dict, *, skip: tuple[str, ...] = ("gold._audit", "gold._quality", "gold._releases")
+) -> dict[str, list[dict]]:
     """Contents only, without bookkeeping that names runs."""
     found = {}
     for name, (_, rows) in snap.items():
