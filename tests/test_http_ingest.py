@@ -123,3 +123,32 @@ def test_a_missing_connection_is_a_clear_error(lake, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_NETFLIX_HTTP", raising=False)
     with pytest.raises(Exception, match="netflix_http"):
         fetch_to_raw("netflix", SOURCES["titles"], "netflix_http")
+
+
+@pytest.mark.parametrize(
+    ("fault", "retryable"),
+    [(404, False), (403, False), (410, False), (408, True), (429, True), (500, True), (503, True)],
+)
+def test_a_failure_says_whether_a_retry_can_fix_it(served, lake, fault, retryable):
+    server, _ = served
+    server.faults["netflix_cast.csv"] = fault
+    with pytest.raises(SourceError, match=f"netflix_cast.csv: HTTP {fault}") as error:
+        fetch_to_raw("netflix", SOURCES["cast"], "netflix_http")
+    assert error.value.retryable is retryable
+    assert _raw(lake, "cast") == []
+
+
+def test_a_file_that_does_not_decode_is_refused_naming_the_first_bad_byte(served, lake):
+    _, source = served
+    path = source / "netflix_directors.csv"
+    good = path.read_bytes()
+    bad_at = len(good) - 5
+    path.write_bytes(good[:bad_at] + b"\xe9" + good[bad_at + 1 :])  # a latin-1 'é' in UTF-8 text
+    with pytest.raises(SourceError) as error:
+        fetch_to_raw("netflix", SOURCES["directors"], "netflix_http")
+    assert str(error.value).startswith(
+        f"netflix_directors.csv: not valid utf-8 at byte offset {bad_at} (0xe9"
+    )
+    assert error.value.retryable is False
+    assert _raw(lake, "directors") == []
+    assert read_record("netflix", "directors") is None

@@ -20,7 +20,21 @@ from lakehouse import settings
 
 
 class SparkJobError(RuntimeError):
-    """A Spark job failed, timed out or lost its server; the message names the job and tables."""
+    """A Spark job failed, was killed or lost its server; the message names the job and tables
+    and says which of these happened (never the job's configuration)."""
+
+
+BAD_INPUT = "BadInputError"  # spark_jobs.common.errors: input a retry cannot fix
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    """Whether a job's error is (a subclass of) ``spark_jobs.common.errors.BadInputError``.
+
+    Matched by class name along the MRO, so this module imports nothing from the jobs' package.
+    Under Databricks the task sees the run's state, not the job's exception, so there a bad
+    input is retried like any failed run (set the task's retries to 0 to avoid that).
+    """
+    return any(cls.__name__ == BAD_INPUT for cls in type(exc).__mro__)
 
 
 def job_arguments(
@@ -62,6 +76,8 @@ def run_spark_job(argv: list[str], spark=None) -> None:
     root = str(settings.spark_jobs_dir().parent)
     if root not in sys.path:
         sys.path.insert(0, root)
+    from airflow.sdk.exceptions import AirflowFailException
+
     from spark_jobs.run import main
 
     try:
@@ -69,9 +85,15 @@ def run_spark_job(argv: list[str], spark=None) -> None:
     except SystemExit as exc:  # argparse's usage errors
         raise SparkJobError(f"Spark job {_describe(argv)}: invalid arguments ({exc})") from exc
     except Exception as exc:
+        if _is_bad_input(exc):
+            raise AirflowFailException(
+                f"Spark job {_describe(argv)} failed on bad input, not retried: "
+                f"{type(exc).__name__}: {_cause(exc)}"
+            ) from exc
         if _server_lost(exc):
             raise SparkJobError(
-                f"Spark job {_describe(argv)}: lost its Spark Connect server ({_cause(exc)})"
+                f"Spark job {_describe(argv)}: lost its Spark Connect server (it was killed, stopped "
+                f"or is unreachable: {_cause(exc)})"
             ) from exc
         raise SparkJobError(
             f"Spark job {_describe(argv)} failed: {type(exc).__name__}: {_cause(exc)}"
@@ -97,21 +119,43 @@ class SparkConnectJobOperator(PySparkOperator):
 
     def __init__(self, *, argv: list[str], **kwargs):
         super().__init__(python_callable=run_spark_job, op_kwargs={"argv": argv}, **kwargs)
+        self._argv = list(argv)
+        self._killed = False
 
     def execute_callable(self):
+        from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTimeout
         from pyspark.sql import SparkSession
 
+        self._killed = False
         try:
             return super().execute_callable()
-        except BaseException as exc:
-            # a timeout or a kill arrives as an exception in this thread: stop the server's work too
-            if not isinstance(exc, SparkJobError):
-                self._interrupt(SparkSession.getActiveSession())
+        except AirflowTaskTimeout as exc:
+            # execution_timeout: Airflow interrupts this thread, then calls on_kill
+            raise AirflowTaskTimeout(
+                f"Spark job {_describe(self._argv)} timed out: it ran longer than its "
+                f"execution_timeout of {self.execution_timeout}; its work on the Spark Connect "
+                "server was interrupted"
+            ) from exc
+        except SparkJobError as exc:
+            if self._killed:  # on_kill interrupted the job's operations: that is why it failed
+                raise SparkJobError(
+                    f"Spark job {_describe(self._argv)} was killed (the task was stopped: marked "
+                    "failed or success, cleared, or sent SIGTERM); its work on the Spark Connect "
+                    "server was interrupted"
+                ) from exc.__cause__
+            raise
+        except AirflowFailException:
+            raise
+        except BaseException:
+            # any other interruption of this thread: stop the server's work too
+            self._interrupt(SparkSession.getActiveSession())
             raise
 
     def on_kill(self) -> None:
         from pyspark.sql import SparkSession
 
+        self._killed = True
+        self.log.warning("Spark job %s: killed, interrupting its work on the server", _describe(self._argv))
         self._interrupt(SparkSession.getActiveSession())
 
     def _interrupt(self, session) -> None:

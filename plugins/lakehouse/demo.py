@@ -26,10 +26,10 @@ from pathlib import Path
 
 from lakehouse import settings, spark_server
 from lakehouse.devserver import FileServer
-from lakehouse.reporting import catalog, format_table, read_rows
+from lakehouse.reporting import catalog, format_table, read_gold
 from lakehouse.sample_data import write_formula1_drops, write_netflix_sample
 from lakehouse.spark_server import SparkServer
-from lakehouse.storage import layer_uri, table_uri
+from lakehouse.storage import layer_uri
 
 TASK_LINE = re.compile(r"\[DAG TEST\] (starting|end task) task_id=(\S+) map_index=(-?\d+)")
 
@@ -87,16 +87,59 @@ class TaskProgress(logging.Handler):
         return str(found) if found else "?"
 
 
+class RunExistsError(RuntimeError):
+    """A run of the DAG for that logical date exists already, and was not made by ``dags test``."""
+
+
+def run_exists_message(dag_id: str, when: dt.datetime, run_id: str, state: str, by: str) -> str:
+    day = when.isoformat()
+    return (
+        f"A run of {dag_id} for logical date {day} exists already ({run_id}, {state}, triggered by "
+        f"{by}): a DAG has one run per logical date. To run that date again, clear the existing run "
+        f"(Clear in the UI, or `airflow tasks clear {dag_id} -s {day} -e {day} -y`), or pick "
+        "another logical date."
+    )
+
+
+def existing_run(dag_id: str, when: dt.datetime):
+    """The run of ``dag_id`` at logical date ``when``: (run_id, state, triggered_by) or None."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == when))
+        if run is None:
+            return None
+        by = getattr(run.triggered_by, "value", run.triggered_by)
+        return run.run_id, str(run.state), str(by)
+
+
 def run_dag(dag_id: str, logical_date: str, conf: dict) -> str:
     """The DAG run with ``dag.test()`` in this process (one Airflow start for the whole demo),
-    printing one line per task; returns the run's final state."""
+    printing one line per task; returns the run's final state.
+
+    ``dag.test()`` replaces a run of the same logical date (an earlier demo's, say), but a run
+    someone triggered or the scheduler made is theirs: the demo refuses, saying how to clear it,
+    instead of deleting it (or failing on the database's unique constraint).
+    """
+    from sqlalchemy.exc import IntegrityError
+
     dag = dag_bag().dags[dag_id]
+    when = dt.datetime.fromisoformat(logical_date)
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    found = existing_run(dag_id, when)
+    if found and found[2] != "test":
+        raise RunExistsError(run_exists_message(dag_id, when, *found))
     progress = TaskProgress(dag_id)
     root = logging.getLogger()
     root.addHandler(progress)
     try:
-        when = dt.datetime.fromisoformat(logical_date)
-        run = dag.test(logical_date=when if when.tzinfo else when.replace(tzinfo=dt.UTC), run_conf=conf)
+        run = dag.test(logical_date=when, run_conf=conf)
+    except IntegrityError as exc:  # another process created that run meanwhile
+        if "dag_run" not in str(exc) or (found := existing_run(dag_id, when)) is None:
+            raise
+        raise RunExistsError(run_exists_message(dag_id, when, *found)) from None
     finally:
         root.removeHandler(progress)
     return str(run.state)
@@ -272,7 +315,7 @@ def demo_spotify() -> bool:
 def print_scd2_history(users: int = 3) -> None:
     """The versions gold/spotify/dim_user holds for a few users that changed (a change of
     country is a new version too, though not a column shown here)."""
-    rows = read_rows(table_uri("gold", "spotify", "dim_user"), SCD2_COLUMNS)
+    rows = read_gold("spotify", "dim_user", SCD2_COLUMNS)  # as of the newest gold release
     versions: dict[int, list[dict]] = {}
     for row in rows:
         versions.setdefault(row["user_id"], []).append(row)
@@ -314,7 +357,11 @@ def start_spark() -> SparkServer:
 
 def timed_run(dag_id: str, logical_date: str, conf: dict) -> bool:
     started = time.monotonic()
-    state = run_dag(dag_id, logical_date, conf)
+    try:
+        state = run_dag(dag_id, logical_date, conf)
+    except RunExistsError as exc:
+        say(f"DAG run {dag_id} {logical_date}: not run. {exc}")
+        return False
     say(f"DAG run {dag_id} {logical_date}: {state} in {time.monotonic() - started:.0f} s")
     return state == "success"
 
