@@ -602,3 +602,41 @@ def test_the_demo_refuses_a_date_that_has_a_run_saying_how_to_clear_it(airflow_d
         assert at_day[0][1] in message
     assert demo.timed_run("spotify_ingest", day, {}) is False  # said, not raised
     assert lake_digest(lake) == {}
+
+
+def test_a_killed_spark_job_names_job_and_tables_and_says_killed(airflow_db, lake, inbox):
+    """SIGTERM to the task's process (what Airflow sends a task marked failed or cleared while it
+    runs): the task runner calls ``on_kill``, which interrupts the job on the server."""
+    import signal
+    import threading
+    import time
+
+    from spark_jobs.common.session import get_spark
+
+    def main(argv):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert getattr(handler, "__name__", "") == "_on_term", handler  # the task runner's, not pytest's
+
+        def kill_soon():
+            time.sleep(4)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=kill_soon, daemon=True).start()
+        spark = get_spark("test")
+        spark.range(100_000).crossJoin(spark.range(100_000).withColumnRenamed("id", "j")).selectExpr(
+            "sum(id * j)"
+        ).collect()
+
+    job = register_job("airflowtest.killed", main)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        run = one_job_dag("airflowtest_killed", job, retries=0).test(logical_date=SUNDAY)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    assert str(run.state) == "failed"
+    assert try_numbers("airflowtest_killed", run.run_id) == {"job": 1}
+    assert len(inbox.messages) == 1
+    body = inbox.bodies()[0]
+    assert "Spark job airflowtest.killed (tables facts) was killed" in body
+    assert "--config" not in body
