@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 
 import pytest
@@ -45,7 +44,6 @@ def test_catchup_then_backfill_give_the_drop_by_drop_tables(tmp_path):
         {
             "LAKE_ROOT": str(lake),
             "LAKEHOUSE_RETRIES": "0",
-            "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[2]"}),
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         },
     )

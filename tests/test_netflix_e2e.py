@@ -67,6 +67,7 @@ def test_generated_files_flow_then_nothing_then_only_the_changed_file(
             *(f"{layer}.{t}" for layer in ("bronze", "silver", "gold") for t in FILES),
             "gold._audit",
             "gold._quality",
+            "gold._releases",
         }
 
         # No source change, on a Monday: silver titles is not due; nothing is rewritten.
@@ -87,7 +88,10 @@ def test_generated_files_flow_then_nothing_then_only_the_changed_file(
         assert third.state == "success", third.tasks
         after_third = versions(lake)
         changed = {name for name, version in after_third.items() if version != after_first[name]}
-        assert changed == {"bronze.titles", "silver.titles", "gold.titles", "gold._audit", "gold._quality"}
+        assert changed == {
+            *("bronze.titles", "silver.titles", "gold.titles"),
+            *("gold._audit", "gold._quality", "gold._releases"),
+        }
         assert all(after_third[name] == after_first[name] + 1 for name in changed - {"gold._audit"})
         assert count(lake, "gold.titles") == gold_titles_before + 1
         assert count(lake, "bronze.titles") == 2 * 120 + 1  # both landed versions, with lineage

@@ -8,7 +8,6 @@ five days, with reprocessing, rebuilds it: the gold tables must be the same.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from collections import Counter
@@ -89,7 +88,6 @@ def test_a_backfill_of_five_days_gives_the_gold_of_five_scheduled_runs(tmp_path,
             "LAKEHOUSE_INCLUDE_DIR": str(five_day_include(tmp_path)),
             "LAKEHOUSE_RETRIES": "0",
             "AIRFLOW_CONN_SPOTIFY_SQL": postgres_source.conn,
-            "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[2]"}),
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         },
     )
