@@ -120,15 +120,20 @@ def airflow_db():
     return _AIRFLOW_HOME
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark():
-    """A Spark Connect session on the test run's server (the one every job in the tests uses)."""
+    """A Spark Connect session on the test run's server (the one every job in the tests uses).
+
+    One per test module, taken with ``getOrCreate()``: a Spark task run in this process (``dag.test()``
+    runs tasks in-process) stops the session it used, and the provider's ``PySparkOperator`` takes
+    the process's session too, so a module after such a run gets a new one. Not stopped here: the
+    next module's may be the same session.
+    """
     from pyspark.sql import SparkSession
 
     session = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
     session.conf.set("spark.sql.session.timeZone", "UTC")
-    yield session
-    session.stop()
+    return session
 
 
 @pytest.fixture
