@@ -133,6 +133,10 @@ def run_dag(dag_id: str, logical_date: str, conf: dict) -> str:
         raise RunExistsError(run_exists_message(dag_id, when, *found))
     progress = TaskProgress(dag_id)
     root = logging.getLogger()
+    # the task lines are the progress; Airflow's own info lines would bury them
+    quieted = [(h, h.level) for h in root.handlers]
+    for handler, _ in quieted:
+        handler.setLevel(max(handler.level, logging.WARNING))
     root.addHandler(progress)
     try:
         run = dag.test(logical_date=when, run_conf=conf)
@@ -142,6 +146,8 @@ def run_dag(dag_id: str, logical_date: str, conf: dict) -> str:
         raise RunExistsError(run_exists_message(dag_id, when, *found)) from None
     finally:
         root.removeHandler(progress)
+        for handler, level in quieted:
+            handler.setLevel(level)
     return str(run.state)
 
 
@@ -226,10 +232,12 @@ def spotify_source(path: Path, extra_day: dt.date, *, generate_only: bool) -> No
             why = None
             if last is None:
                 why = "has no source tables"
-            elif last >= extra_day and not windows.exists():
-                why = f"has {extra_day}'s changes, the lake no Spotify windows"
+            elif last >= extra_day:
+                # its earlier days are read again below: as they were, not as the changes left them
+                why = f"has {extra_day}'s changes already"
+                why += "" if windows.exists() else " (and the lake has no Spotify windows)"
             if why:
-                say(f"{path} {why}: generating it again")
+                say(f"{path} {why}: generating it again (same seed: the same rows, the same changes)")
                 engine.dispose()
                 path.unlink()
         if generate_only:
