@@ -3,68 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
 import json
-import socket
 
 import pytest
 from conftest import run_dag
+from smtp_inbox import html_body
 
 from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
 
-aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is needed for a local SMTP server")
-
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
-        message = email.message_from_bytes(envelope.original_content or envelope.content)
-        message["X-Rcpt"] = ",".join(envelope.rcpt_tos)
-        self.messages.append(message)
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _body(message) -> str:
-    parts = message.walk() if message.is_multipart() else [message]
-    return "".join(
-        part.get_payload(decode=True).decode() for part in parts if part.get_content_type() == "text/html"
-    )
-
-
-@pytest.fixture
-def inbox(monkeypatch):
-    """A real SMTP server on 127.0.0.1, set up as Airflow's smtp_default; yields what it receives."""
-    received = Inbox()
-    port = _free_port()
-    controller = aiosmtpd.Controller(received, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": port,
-                "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@localhost"},
-            }
-        ),
-    )
-    monkeypatch.setenv("ALERT_EMAILS", "data-oncall@example.com, lead@example.com")
-    monkeypatch.setenv("LAKEHOUSE_RETRIES", "1")
-    monkeypatch.setenv("LAKEHOUSE_RETRY_DELAY_SECONDS", "0")
-    try:
-        yield received
-    finally:
-        controller.stop()
+pytest_plugins = ["smtp_inbox"]  # the inbox fixture: a real SMTP server
 
 
 @pytest.mark.e2e
@@ -85,7 +33,7 @@ def test_a_task_failing_for_good_sends_one_email_after_its_last_try(
     message = inbox.messages[0]
     assert message["Subject"] == f"[Airflow] netflix.fetch_http_file failed ({result.run_id})"
     assert set(message["X-Rcpt"].split(",")) == {"data-oncall@example.com", "lead@example.com"}
-    body = _body(message)
+    body = html_body(message)
     assert "netflix_directors.csv: HTTP 503" in body
     assert result.run_id in body
     assert "2026-11-22" in body
@@ -109,7 +57,7 @@ def test_a_client_error_is_not_retried_and_sends_one_email(
     assert result.state == "failed"
     assert result.tasks["fetch_http_file[4]"] == "failed"
     assert len(inbox.messages) == 1, [m["Subject"] for m in inbox.messages]
-    body = _body(inbox.messages[0])
+    body = html_body(inbox.messages[0])
     assert f"netflix_directors.csv: HTTP {status}" in body
     assert "not retried" in body
     assert "<td>Try</td><td>1</td>" in body  # the first and only try
@@ -148,7 +96,7 @@ def test_spotify_ingestion_failing_sends_one_email_per_failed_table(
     assert len(inbox.messages) == 1, [m["Subject"] for m in inbox.messages]
     message = inbox.messages[0]
     assert message["Subject"] == f"[Airflow] spotify_ingest.extract_sql_table failed ({result.run_id})"
-    body = _body(message)
+    body = html_body(message)
     assert "no such table: DimArtist" in body
     assert "<td>Try</td><td>2</td>" in body
     assert "2025-09-08" in body

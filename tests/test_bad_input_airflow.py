@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import email
 import hashlib
 import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import types
@@ -26,7 +24,7 @@ from conftest import ROOT, load_dag, run_dag, shared_data
 from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
 
-aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is needed for a local SMTP server")
+pytest_plugins = ["smtp_inbox"]  # the inbox fixture: a real SMTP server
 
 SUNDAY = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -41,59 +39,6 @@ def lake_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[email.message.Message] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
-        self.messages.append(email.message_from_bytes(envelope.original_content or envelope.content))
-        return "250 OK"
-
-    def bodies(self) -> list[str]:
-        out = []
-        for message in self.messages:
-            parts = message.walk() if message.is_multipart() else [message]
-            out.append(
-                "".join(
-                    p.get_payload(decode=True).decode() for p in parts if p.get_content_type() == "text/html"
-                )
-            )
-        return out
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def inbox(monkeypatch):
-    """A real SMTP server as smtp_default; two tries per task (one retry, no delay)."""
-    received = Inbox()
-    port = _free_port()
-    controller = aiosmtpd.Controller(received, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": port,
-                "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@localhost"},
-            }
-        ),
-    )
-    monkeypatch.setenv("ALERT_EMAILS", "data-oncall@example.com")
-    monkeypatch.setenv("LAKEHOUSE_RETRIES", "1")
-    monkeypatch.setenv("LAKEHOUSE_RETRY_DELAY_SECONDS", "0")
-    try:
-        yield received
-    finally:
-        controller.stop()
 
 
 def try_numbers(dag_id: str, run_id: str) -> dict[str, int]:

@@ -1,8 +1,8 @@
 """The job's SparkSession: Databricks' own, a Spark Connect server's, or one handed in by the caller.
 
-Jobs use only what Spark Connect supports (no ``sparkContext``, ``_jvm``, ``_jsc`` or RDDs), so the
-same code runs on Databricks serverless, standard-access and classic clusters, and locally
-against a Spark Connect server (``SPARK_REMOTE=sc://host:port``).
+Jobs use only the Spark Connect API (DataFrames and SQL; nothing of the classic JVM gateway, see
+tests/test_dag_integrity.py's check), so the same code runs on Databricks serverless,
+standard-access and classic clusters, and locally against a Spark Connect server (``SPARK_REMOTE=sc://host:port``).
 """
 
 from __future__ import annotations
