@@ -8,9 +8,11 @@ under CI=true fails).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -180,3 +182,98 @@ def test_compose_validates():
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+KEY_VAULT_SETTINGS = (
+    "AIRFLOW__SECRETS__BACKEND",
+    "AIRFLOW__SECRETS__BACKEND_KWARGS",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+)
+SECRETS_BACKENDS = """
+from airflow.configuration import ensure_secrets_loaded
+print("BACKENDS " + " ".join(type(backend).__name__ for backend in ensure_secrets_loaded()))
+"""
+
+
+def _header_example(name: str) -> str:
+    """The value the header's example gives for ``name`` (a commented ``NAME=value`` line)."""
+    match = re.search(rf"^#\s+{name}=(.+)$", COMPOSE_FILE.read_text(encoding="utf-8"), re.MULTILINE)
+    assert match, f"the header has no example for {name}"
+    value = match.group(1).strip()
+    return value[1:-1] if value.startswith("'") and value.endswith("'") else value
+
+
+def _secrets_backends(env: dict[str, str]) -> list[str]:
+    """The secrets backends a real Airflow process builds from these settings, in search order."""
+    clean = {k: v for k, v in os.environ.items() if k not in KEY_VAULT_SETTINGS}
+    done = subprocess.run(
+        [sys.executable, "-c", SECRETS_BACKENDS],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("BACKENDS "))
+    return line.split()[1:]
+
+
+def test_key_vault_backend_is_passed_through_and_off_by_default(airflow_services):
+    for name, service in airflow_services.items():
+        raw = service["environment"]
+        for setting in KEY_VAULT_SETTINGS:
+            assert raw.get(setting) == f"${{{setting}:-}}", (
+                f"{name}: {setting} is not passed through from .env"
+            )
+        env = _environment(service)
+        assert all(env[setting] == "" for setting in KEY_VAULT_SETTINGS), name
+    # Empty means no secrets backend to Airflow: environment variables, then the metadata DB.
+    assert _secrets_backends(dict.fromkeys(KEY_VAULT_SETTINGS, "")) == [
+        "EnvironmentVariablesBackend",
+        "MetastoreBackend",
+    ]
+
+
+def test_key_vault_example_in_the_header_is_what_the_backend_reads():
+    from airflow.providers.microsoft.azure.secrets.key_vault import AzureKeyVaultBackend
+
+    backend_path = _header_example("AIRFLOW__SECRETS__BACKEND")
+    assert backend_path == f"{AzureKeyVaultBackend.__module__}.{AzureKeyVaultBackend.__name__}"
+    kwargs = json.loads(_header_example("AIRFLOW__SECRETS__BACKEND_KWARGS"))
+    backend = AzureKeyVaultBackend(**kwargs)  # builds no client until a secret is read
+    assert re.fullmatch(r"https://<vault name>\.vault\.azure\.net/", backend.vault_url)
+    assert backend.config_prefix is None  # Airflow's own settings stay in the environment
+    # The secret names the header (and the README) give.
+    assert (
+        backend.build_path(backend.connections_prefix, "smtp_default") == "airflow-connections-smtp-default"
+    )
+    assert backend.build_path(backend.variables_prefix, "alert_emails") == "airflow-variables-alert-emails"
+    for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"):
+        assert re.fullmatch(r"<[a-z ]+>", _header_example(name)), f"{name}: a placeholder, never a value"
+
+
+def test_compose_passes_the_key_vault_settings_to_airflow():
+    """With the header's example in the environment (as from .env), every Airflow service gets it, and
+    Airflow then asks Key Vault first."""
+    if shutil.which("docker-compose") is None:
+        missing(NO_COMPOSE)
+    settings = {name: _header_example(name) for name in KEY_VAULT_SETTINGS}
+    clean = {k: v for k, v in os.environ.items() if k not in KEY_VAULT_SETTINGS}
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE_FILE), "config"],
+        cwd=ROOT,
+        env={**clean, **settings},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in AIRFLOW_SERVICES:
+        env = services[name]["environment"]
+        assert {setting: env[setting] for setting in KEY_VAULT_SETTINGS} == settings, name
+    rendered = {k: str(v) for k, v in services["airflow-scheduler"]["environment"].items()}
+    backends = _secrets_backends({k: rendered[k] for k in KEY_VAULT_SETTINGS})
+    assert backends == ["AzureKeyVaultBackend", "EnvironmentVariablesBackend", "MetastoreBackend"]
