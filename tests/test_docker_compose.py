@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -187,13 +188,17 @@ def test_compose_validates():
 KEY_VAULT_SETTINGS = (
     "AIRFLOW__SECRETS__BACKEND",
     "AIRFLOW__SECRETS__BACKEND_KWARGS",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_SECRET",
+    "AIRFLOW__SECRETS__BACKEND_KWARG__CLIENT_SECRET",
 )
 SECRETS_BACKENDS = """
 from airflow.configuration import ensure_secrets_loaded
-print("BACKENDS " + " ".join(type(backend).__name__ for backend in ensure_secrets_loaded()))
+backends = ensure_secrets_loaded()
+for backend in backends:
+    if hasattr(backend, "vault_url"):
+        backend.client  # builds the credential and the client; sends no request
+        principal = all([backend.tenant_id, backend.client_id, backend.client_secret])
+        print("CREDENTIAL", "ClientSecretCredential" if principal else "DefaultAzureCredential")
+print("BACKENDS " + " ".join(type(backend).__name__ for backend in backends))
 """
 
 
@@ -206,8 +211,9 @@ def _header_example(name: str) -> str:
 
 
 def _secrets_backends(env: dict[str, str]) -> list[str]:
-    """The secrets backends a real Airflow process builds from these settings, in search order."""
-    clean = {k: v for k, v in os.environ.items() if k not in KEY_VAULT_SETTINGS}
+    """The secrets backends a real Airflow process builds from these settings, in search order,
+    and the Key Vault client's credential type, built (``CREDENTIAL:<type>``)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AIRFLOW__SECRETS__"))}
     done = subprocess.run(
         [sys.executable, "-c", SECRETS_BACKENDS],
         env={**clean, **env},
@@ -216,8 +222,9 @@ def _secrets_backends(env: dict[str, str]) -> list[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    line = next(line for line in done.stdout.splitlines() if line.startswith("BACKENDS "))
-    return line.split()[1:]
+    lines = done.stdout.splitlines()
+    credentials = [f"CREDENTIAL:{line.split()[1]}" for line in lines if line.startswith("CREDENTIAL ")]
+    return next(line for line in lines if line.startswith("BACKENDS ")).split()[1:] + credentials
 
 
 def test_key_vault_backend_is_passed_through_and_off_by_default(airflow_services):
@@ -236,7 +243,7 @@ def test_key_vault_backend_is_passed_through_and_off_by_default(airflow_services
     ]
 
 
-def test_key_vault_example_in_the_header_is_what_the_backend_reads():
+def test_key_vault_example_in_the_header_is_what_the_backend_reads(airflow_services):
     from airflow.providers.microsoft.azure.secrets.key_vault import AzureKeyVaultBackend
 
     backend_path = _header_example("AIRFLOW__SECRETS__BACKEND")
@@ -250,8 +257,13 @@ def test_key_vault_example_in_the_header_is_what_the_backend_reads():
         backend.build_path(backend.connections_prefix, "smtp_default") == "airflow-connections-smtp-default"
     )
     assert backend.build_path(backend.variables_prefix, "alert_emails") == "airflow-variables-alert-emails"
-    for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"):
-        assert re.fullmatch(r"<[a-z ]+>", _header_example(name)), f"{name}: a placeholder, never a value"
+    assert (kwargs["tenant_id"], kwargs["client_id"]) == ("<tenant id>", "<client id>")
+    assert "client_secret" not in kwargs  # apart, in its own variable
+    secret = _header_example("AIRFLOW__SECRETS__BACKEND_KWARG__CLIENT_SECRET")
+    assert secret == "<client secret>", "a placeholder, never a value"
+    # No AZURE_* variables: passed through empty they break azure-identity's DefaultAzureCredential.
+    for name, service in airflow_services.items():
+        assert not [key for key in service["environment"] if key.startswith("AZURE_")], name
 
 
 def test_compose_passes_the_key_vault_settings_to_airflow():
@@ -259,7 +271,14 @@ def test_compose_passes_the_key_vault_settings_to_airflow():
     Airflow then asks Key Vault first."""
     if shutil.which("docker-compose") is None:
         missing(NO_COMPOSE)
-    settings = {name: _header_example(name) for name in KEY_VAULT_SETTINGS}
+    # The header's placeholders filled in (azure-identity checks the form of a tenant id).
+    ids = {"<tenant id>": str(uuid.uuid4()), "<client id>": str(uuid.uuid4()), "<client secret>": "s" * 12}
+    settings = {}
+    for name in KEY_VAULT_SETTINGS:
+        value = _header_example(name)
+        for placeholder, filled in ids.items():
+            value = value.replace(placeholder, filled)
+        settings[name] = value
     clean = {k: v for k, v in os.environ.items() if k not in KEY_VAULT_SETTINGS}
     result = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE_FILE), "config"],
@@ -276,4 +295,16 @@ def test_compose_passes_the_key_vault_settings_to_airflow():
         assert {setting: env[setting] for setting in KEY_VAULT_SETTINGS} == settings, name
     rendered = {k: str(v) for k, v in services["airflow-scheduler"]["environment"].items()}
     backends = _secrets_backends({k: rendered[k] for k in KEY_VAULT_SETTINGS})
-    assert backends == ["AzureKeyVaultBackend", "EnvironmentVariablesBackend", "MetastoreBackend"]
+    assert backends == [
+        "AzureKeyVaultBackend",
+        "EnvironmentVariablesBackend",
+        "MetastoreBackend",
+        # the kwargs' service principal, with the secret from its own variable
+        "CREDENTIAL:ClientSecretCredential",
+    ]
+    # Without the service principal's secret: a managed identity, through DefaultAzureCredential.
+    no_secret = {
+        **{k: rendered[k] for k in KEY_VAULT_SETTINGS},
+        "AIRFLOW__SECRETS__BACKEND_KWARG__CLIENT_SECRET": "",
+    }
+    assert _secrets_backends(no_secret)[-1] == "CREDENTIAL:DefaultAzureCredential"
