@@ -66,7 +66,92 @@ def validate(meta: dict, where: str) -> dict:
         _check(NAME, table, "presentation table name", where)
     if "tables" in meta:
         _validate_sql_source(meta, where)
+    if "landing" in meta:
+        _validate_landing(meta["landing"], f"{where} landing")
     return meta
+
+
+# How a file pipeline's raw files arrive: ``http`` (the DAG's fetch tasks) or ``adf`` (an existing
+# Azure Data Factory pipeline lands them; see lakehouse/adf.py). Names as Azure allows them.
+LANDING_KINDS = ("http", "adf")
+ADF_PIPELINE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,139}$")
+ADF_FACTORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,61}[A-Za-z0-9]$")
+RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+ADF_PARAMETER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+LANDING_FOLDER = re.compile(r"^_[a-z0-9_]{0,62}(/|$)")
+
+
+def _validate_landing(landing, where: str) -> None:
+    """``landing: {kind: http|adf, adf: {...}}``; the ``adf`` block is checked whenever present,
+    so that switching to it (``<PIPELINE>_LANDING=adf``) cannot pick an unchecked one."""
+    if not isinstance(landing, dict):
+        raise MetadataError(f"{where}: must be a mapping like {{kind: http}}")
+    if landing.get("kind", "http") not in LANDING_KINDS:
+        raise MetadataError(f"{where}: kind must be one of {LANDING_KINDS}, not {landing.get('kind')!r}")
+    adf = landing.get("adf")
+    if adf is None:
+        if landing.get("kind") == "adf":
+            raise MetadataError(f"{where}: kind adf needs an 'adf' block")
+        return
+    here = f"{where}.adf"
+    if not isinstance(adf, dict):
+        raise MetadataError(f"{here}: must be a mapping")
+    unknown = set(adf) - {
+        "conn_id",
+        "resource_group",
+        "factory",
+        "pipeline_name",
+        "folder",
+        "parameters",
+        "deferrable",
+        "timeout_minutes",
+    }
+    if unknown:
+        raise MetadataError(f"{here}: unknown setting(s) {sorted(unknown)}")
+    _check(COLUMN, adf.get("conn_id", "azure_data_factory_default"), "conn_id", here)
+    _check(RESOURCE_GROUP, adf.get("resource_group"), "resource_group", here)
+    _check(ADF_FACTORY, adf.get("factory"), "factory name", here)
+    _check(ADF_PIPELINE, adf.get("pipeline_name"), "pipeline_name", here)
+    folder = adf.get("folder")
+    if not isinstance(folder, str) or not LANDING_FOLDER.match(folder) or ".." in folder:
+        raise MetadataError(
+            f"{here}: folder {folder!r} must be a folder under raw/<pipeline>/ whose first part starts "
+            "with '_' (e.g. '_adf/{{ ds }}'), so bronze never reads it as a table; no '..'"
+        )
+    parameters = adf.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise MetadataError(f"{here}: parameters must map ADF parameter names to values")
+    for name, value in parameters.items():
+        _check(ADF_PARAMETER, name, "ADF parameter name", here)
+        if isinstance(value, bool | int | float) or (isinstance(value, str) and value):
+            continue
+        raise MetadataError(
+            f"{here}: parameter {name!r} must be a non-empty string (a template) or a number, not {value!r}"
+        )
+    if not isinstance(adf.get("deferrable", False), bool):
+        raise MetadataError(f"{here}: deferrable must be true or false, not {adf['deferrable']!r}")
+    timeout = adf.get("timeout_minutes", 120)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 7 * 24 * 60:
+        raise MetadataError(
+            f"{here}: timeout_minutes must be a whole number from 1 to 10080, not {timeout!r}"
+        )
+
+
+def landing_kind(meta: dict) -> str:
+    """How the pipeline's raw files arrive: ``<PIPELINE>_LANDING`` from the environment (read
+    when the DAG is parsed) or else the metadata's ``landing.kind``, default ``http``."""
+    import os
+
+    variable = f"{meta['pipeline'].upper()}_LANDING"
+    landing = meta.get("landing") or {}
+    kind = os.environ.get(variable, "").strip().lower() or landing.get("kind", "http")
+    if kind not in LANDING_KINDS:
+        raise MetadataError(f"{variable}: must be one of {LANDING_KINDS}, not {kind!r}")
+    if kind == "adf" and not landing.get("adf"):
+        raise MetadataError(
+            f"{variable}=adf: pipeline {meta['pipeline']!r} declares no landing.adf block in its metadata"
+        )
+    return kind
 
 
 # Python codec name -> the name Spark's (Java's) CSV reader knows the same charset by
