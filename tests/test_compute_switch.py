@@ -3,38 +3,98 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from conftest import ROOT, load_dag, run_dag
 from fake_databricks import FakeDatabricks
-from lakecheck import count, csv_rows
+from lakecheck import count, csv_rows, rows
 
+from lakehouse import databricks
 from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
 
 SPARK_TASKS = ("bronze", "silver_lookups", "silver_titles", "gold")
+WORKSPACE_FILES = "/Workspace/Users/ci@example.com/.bundle/lakehouse/dev/files"
+JOBS_ROOT = f"{WORKSPACE_FILES}/spark_jobs"
+SERVERLESS = [{"environment_key": "lakehouse", "spec": {"environment_version": "4"}}]
 
 
-def _databricks_env(monkeypatch, jobs_root: str) -> None:
+def _databricks_env(monkeypatch, jobs_root: str = JOBS_ROOT, **settings: str) -> None:
     monkeypatch.setenv("LAKEHOUSE_COMPUTE", "databricks")
     monkeypatch.setenv("DATABRICKS_JOBS_ROOT", jobs_root)
-    monkeypatch.setenv("DATABRICKS_CLUSTER_ID", "0101-000000-lakehouse")
+    for name in ("DATABRICKS_CLUSTER_ID", "DATABRICKS_JOB_CLUSTER", "DATABRICKS_NEW_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
 
 
-def test_databricks_tasks_run_the_same_file_with_the_same_arguments(airflow_db, lake, monkeypatch):
+def _submitted(task) -> dict:
+    (submitted,) = task.tasks
+    return submitted
+
+
+def test_databricks_tasks_run_the_same_file_with_the_same_arguments_on_serverless(
+    airflow_db, lake, monkeypatch
+):
     local = load_dag("netflix")
-    _databricks_env(monkeypatch, "/Workspace/Shared/lakehouse/spark_jobs")
+    _databricks_env(monkeypatch)
     remote = load_dag("netflix")
     for task_id in SPARK_TASKS:
         local_task, remote_task = local.get_task(task_id), remote.get_task(task_id)
         assert type(local_task).__name__ == "SparkConnectJobOperator"
-        assert type(remote_task).__name__ == "DatabricksSubmitRunOperator"
+        assert type(remote_task).__name__ == "DatabricksSparkJobOperator"
         assert local_task.conn_id == "spark_connect_default"
-        python_task = remote_task.spark_python_task
-        assert python_task["python_file"] == "/Workspace/Shared/lakehouse/spark_jobs/run.py"
-        assert python_task["parameters"] == local_task.op_kwargs["argv"]
-        assert remote_task.existing_cluster_id == "0101-000000-lakehouse"
+        assert _submitted(remote_task) == {
+            "task_key": task_id,
+            "spark_python_task": {
+                "python_file": f"{JOBS_ROOT}/run.py",
+                "parameters": local_task.op_kwargs["argv"],
+            },
+            "environment_key": "lakehouse",
+        }
+        assert remote_task.environments == SERVERLESS
+        assert remote_task.existing_cluster_id is None
+        assert remote_task.new_cluster is None
+        assert not remote_task.durable  # reconnection is by idempotency token (lakehouse.databricks)
     assert [t.task_id for t in local.tasks] == [t.task_id for t in remote.tasks]
+
+
+def test_an_existing_cluster_is_used_by_id(airflow_db, lake, monkeypatch):
+    _databricks_env(monkeypatch, DATABRICKS_CLUSTER_ID="0101-000000-lakehouse")
+    remote = load_dag("netflix")
+    for task_id in SPARK_TASKS:
+        task = remote.get_task(task_id)
+        assert _submitted(task)["existing_cluster_id"] == "0101-000000-lakehouse"
+        assert "environment_key" not in _submitted(task)
+        assert task.environments is None
+
+
+def test_job_cluster_mode_adds_one_cluster_setup_and_teardown_per_dag(airflow_db, lake, monkeypatch):
+    local = load_dag("netflix")
+    spec = {"spark_version": "16.4.x-scala2.12", "node_type_id": "Standard_D4ds_v5", "num_workers": 2}
+    _databricks_env(monkeypatch, DATABRICKS_JOB_CLUSTER=json.dumps(spec))
+    remote = load_dag("netflix")
+    setup, teardown = remote.get_task("databricks_cluster"), remote.get_task("databricks_cluster_delete")
+    assert setup.is_setup
+    assert teardown.is_teardown
+    assert setup.cluster == spec
+    assert [t.task_id for t in remote.tasks if t.task_id not in (setup.task_id, teardown.task_id)] == [
+        t.task_id for t in local.tasks
+    ]
+    pulled = "{{ ti.xcom_pull(task_ids='databricks_cluster') }}"
+    for task_id in SPARK_TASKS:
+        assert _submitted(remote.get_task(task_id))["existing_cluster_id"] == pulled
+        assert task_id in teardown.upstream_task_ids
+    # gold (trigger rule none_failed) gets the cluster through its upstream Spark tasks: Airflow
+    # allows only all_success tasks directly after a setup
+    assert setup.downstream_task_ids == {
+        "bronze",
+        "silver_lookups",
+        "silver_titles",
+        "databricks_cluster_delete",
+    }
+    assert remote.get_task("gold").trigger_rule == "none_failed"
 
 
 def test_local_server_settings_can_be_extended_by_configuration(monkeypatch):
@@ -64,40 +124,107 @@ def test_bad_server_settings_are_refused_naming_the_variable(monkeypatch, value)
 
 
 @pytest.mark.parametrize(
-    ("missing", "message"),
-    [("DATABRICKS_JOBS_ROOT", "DATABRICKS_JOBS_ROOT"), ("DATABRICKS_CLUSTER_ID", "DATABRICKS_CLUSTER_ID")],
+    ("settings", "unset", "message"),
+    [
+        ({}, "DATABRICKS_JOBS_ROOT", "needs DATABRICKS_JOBS_ROOT"),
+        (
+            {"DATABRICKS_JOBS_ROOT": "Workspace/x"},
+            None,
+            "DATABRICKS_JOBS_ROOT must be an absolute workspace path",
+        ),
+        (
+            {"DATABRICKS_JOBS_ROOT": "/Workspace/../x"},
+            None,
+            "DATABRICKS_JOBS_ROOT must be an absolute workspace path",
+        ),
+        (
+            {"DATABRICKS_NEW_CLUSTER": '{"num_workers": 1}'},
+            None,
+            "DATABRICKS_NEW_CLUSTER (a new cluster for every",
+        ),
+        ({"DATABRICKS_JOB_CLUSTER": "{not json"}, None, "DATABRICKS_JOB_CLUSTER is not valid JSON"),
+        (
+            {"DATABRICKS_JOB_CLUSTER": '{"cluster_name": "x"}'},
+            None,
+            "DATABRICKS_JOB_CLUSTER must not set 'cluster_name'",
+        ),
+        (
+            {"DATABRICKS_JOB_CLUSTER": '{"num_workers": 1}', "DATABRICKS_CLUSTER_ID": "0101-000000-x"},
+            None,
+            "set DATABRICKS_CLUSTER_ID or DATABRICKS_JOB_CLUSTER, not both",
+        ),
+        ({"DATABRICKS_CLUSTER_ID": "0101 x; rm"}, None, "DATABRICKS_CLUSTER_ID is not a cluster id"),
+        (
+            {"DATABRICKS_SERVERLESS_ENVIRONMENT": "[]"},
+            None,
+            "DATABRICKS_SERVERLESS_ENVIRONMENT must be a non-empty",
+        ),
+        ({"DATABRICKS_POLL_SECONDS": "0"}, None, "DATABRICKS_POLL_SECONDS must be a whole number"),
+        ({"DATABRICKS_DEFERRABLE": "maybe"}, None, "DATABRICKS_DEFERRABLE must be true or false"),
+    ],
 )
-def test_incomplete_databricks_settings_fail_the_import_with_the_setting_named(
-    airflow_db, monkeypatch, missing, message
+def test_bad_databricks_settings_fail_the_import_with_the_setting_named(
+    airflow_db, monkeypatch, settings, unset, message
 ):
     from airflow.dag_processing.dagbag import DagBag
 
-    _databricks_env(monkeypatch, "/Workspace/x")
-    monkeypatch.delenv(missing)
+    _databricks_env(monkeypatch, **settings)
+    if unset:
+        monkeypatch.delenv(unset)
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     errors = "".join(bag.import_errors.values())
     assert message in errors
 
 
+GOLD_TABLES = ("titles", "cast", "category", "countries", "directors")
+LINEAGE = ("_source_file", "_ingested_at")  # where and when a row was read: differs between two lakes
+
+
 @pytest.mark.e2e
-def test_netflix_dag_runs_through_the_databricks_operator(airflow_db, lake, tmp_path, monkeypatch):
+def test_netflix_dag_on_databricks_serverless_builds_the_gold_a_local_run_builds(
+    airflow_db, lake, tmp_path, monkeypatch
+):
+    """The same DAG, local then on the Jobs API stand-in (serverless, deferrable): every Spark task
+    one exact request, the deployed run.py run for real on the Spark Connect server, same gold."""
     source = tmp_path / "source"
     write_netflix_sample(source, titles=40, seed=11)
-    with FakeDatabricks() as api, FileServer(source) as server:
-        _databricks_env(monkeypatch, str(ROOT / "spark_jobs"))
-        monkeypatch.setenv("DATABRICKS_POLL_SECONDS", "1")
-        monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", api.connection())
+    day = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)  # a Sunday: silver titles is due
+    remote_lake = tmp_path / "remote_lake"
+    remote_lake.mkdir()
+    with FakeDatabricks(workspace={WORKSPACE_FILES: ROOT}) as api, FileServer(source) as server:
         monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
-        result = run_dag("netflix", logical_date=dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+        monkeypatch.setenv("LAKEHOUSE_RETRIES", "0")  # a failure shows at once
+        local = run_dag("netflix", logical_date=day)
+        assert local.state == "success", local.tasks
+
+        monkeypatch.setenv("LAKE_ROOT", str(remote_lake))
+        argv = {t: load_dag("netflix").get_task(t).op_kwargs["argv"] for t in SPARK_TASKS}
+        _databricks_env(monkeypatch, DATABRICKS_DEFERRABLE="true", DATABRICKS_POLL_SECONDS="1")
+        monkeypatch.setenv("AIRFLOW_CONN_DATABRICKS_DEFAULT", api.connection())
+        result = run_dag("netflix", logical_date=day)
     assert result.state == "success", result.tasks
-    names = [s["run_name"] for s in api.submissions]
-    assert names[0] == "netflix.bronze"
-    assert names[-1] == "netflix.gold"
-    assert names[1:-1] == ["netflix.silver", "netflix.silver"]
-    for submission in api.submissions:
-        parameters = submission["spark_python_task"]["parameters"]
-        assert parameters[parameters.index("--run-id") + 1] == result.run_id  # templated per run
-        assert submission["existing_cluster_id"] == "0101-000000-lakehouse"
+
+    submitted = {s["tasks"][0]["task_key"]: s for s in api.submissions}
+    assert len(api.submissions) == len(SPARK_TASKS) == len(submitted) == len(api.runs)
+    for task_id in SPARK_TASKS:
+        parameters = [a.replace("{{ run_id }}", result.run_id) for a in argv[task_id]]
+        assert submitted[task_id] == {
+            "tasks": [
+                {
+                    "task_key": task_id,
+                    "spark_python_task": {"python_file": f"{JOBS_ROOT}/run.py", "parameters": parameters},
+                    "environment_key": "lakehouse",
+                }
+            ],
+            "environments": SERVERLESS,
+            "run_name": f"netflix.{task_id} {result.run_id}",
+            "idempotency_token": databricks.idempotency_token("netflix", result.run_id, task_id, -1, 0, 0),
+        }
+    assert {r.result_state for r in api.runs.values()} == {"SUCCESS"}
     assert set(api.auth_headers) == {"Bearer dapi-test-token"}
     titles = csv_rows(source / "netflix_titles.csv")
-    assert count(lake, "gold.titles") == sum(1 for r in titles if r["show_id"] and r["title"])
+    assert count(remote_lake, "gold.titles") == sum(1 for r in titles if r["show_id"] and r["title"])
+    for table in GOLD_TABLES:
+        assert rows(remote_lake, f"gold.{table}", drop=LINEAGE) == rows(
+            lake, f"gold.{table}", drop=LINEAGE
+        ), table

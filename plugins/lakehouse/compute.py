@@ -6,7 +6,8 @@ change when ``LAKEHOUSE_COMPUTE`` moves it from a laptop to Databricks:
 * ``local`` (default): the task is a Spark Connect client of the server behind connection
   ``SPARK_CONN_ID`` (``spark_connect_default``), through the Spark provider's ``PySparkOperator``:
   ``run.py``'s ``main`` runs in the task with that session, so a job costs its work, not a JVM start.
-* ``databricks``: ``DatabricksSubmitRunOperator`` submits ``run.py`` as a ``spark_python_task``.
+* ``databricks``: a one-time Databricks run of the deployed ``run.py`` as a ``spark_python_task``, on
+  serverless compute, the DAG run's job cluster or an existing cluster (``lakehouse.databricks``).
 """
 
 from __future__ import annotations
@@ -186,20 +187,9 @@ def spark_job(
     doc = f"Spark job `{pipeline}.{job}`" + (f" for tables {', '.join(tables)}" if tables else "")
     kwargs.setdefault("doc_md", doc)
     if settings.compute() == "databricks":
-        from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+        from lakehouse import databricks
 
-        return DatabricksSubmitRunOperator(
-            task_id=task_id,
-            databricks_conn_id=settings.databricks_conn_id(),
-            run_name=f"{pipeline}.{job}",
-            spark_python_task={
-                "python_file": f"{settings.databricks_jobs_root()}/run.py",
-                "parameters": args,
-            },
-            polling_period_seconds=settings.databricks_poll_seconds(),
-            **settings.databricks_cluster(),
-            **kwargs,
-        )
+        return databricks.spark_job_operator(task_id, pipeline, job, args, **kwargs)
     return SparkConnectJobOperator(
         task_id=task_id,
         conn_id=settings.spark_conn_id(),
