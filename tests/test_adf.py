@@ -181,7 +181,27 @@ def test_a_failed_adf_run_fails_the_task_with_adf_s_message_and_the_link_deferre
     )
     assert link in body
     assert adf.client_secret not in body
+    # the UI's "Monitor Pipeline Run" button is the provider's extra link, built from this XCom
+    assert "Monitor Pipeline Run" in {type(x).name for x in dag.get_task("adf_landing").operator_extra_links}
+    assert xcom(run.run_id, "adf_landing", "run_id") == last
     assert not (lake / "raw" / "netflix").exists()
+
+
+def xcom(run_id: str, task_id: str, key: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        value = session.scalar(
+            select(XComModel.value).where(
+                XComModel.dag_id == "netflix",
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+            )
+        )
+    return value
 
 
 def test_a_cancelled_adf_run_fails_the_task_without_retry(airflow_db, lake, adf, inbox):
