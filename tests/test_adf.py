@@ -371,3 +371,55 @@ def test_accepting_landed_files_checks_them_and_lands_each_content_once(lake, tm
         accept_file("netflix", sources["countries"], landing)
     assert raw_files(lake, "directors") == []
     assert raw_files(lake, "countries") == []
+
+
+# -- 5. the operator's other paths, in small DAGs (no Spark) --------------------------------------
+def landing_dag(dag_id: str, make_landing):
+    from airflow.sdk import DAG
+
+    from lakehouse.adf import accept_landed_file
+    from lakehouse.defaults import default_args
+    from lakehouse.metadata import load_pipeline
+
+    meta = load_pipeline("netflix")
+    with DAG(dag_id, schedule=None, start_date=SUNDAY, default_args=default_args({"owner": "tests"})) as dag:
+        landing = make_landing(meta)
+        accept_landed_file.partial(pipeline="netflix", landing=landing.output).expand(source=meta["files"])
+    serialize(dag)
+    return dag
+
+
+def test_a_deferred_wait_hands_the_landed_folder_to_the_accept_tasks(airflow_db, lake, adf, monkeypatch):
+    from lakehouse.adf import landing_operator
+
+    monkeypatch.setenv("LAKEHOUSE_RETRIES", "0")
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
+    source = lake.parent / "source"
+    write_netflix_sample(source, titles=5, seed=1)
+    adf.pipeline(PIPELINE_NAME, polls=2, on_success=copy_activity(source, lake))
+    dag = landing_dag("adftest_deferred", landing_operator)
+    assert dag.get_task("adf_landing").deferrable is True
+    run = dag.test(logical_date=SUNDAY)
+
+    assert str(run.state) == "success"
+    (run_id,) = adf.runs
+    for table, name in FILES.items():
+        (landed,) = raw_files(lake, table)
+        assert Path(landed).read_bytes() == (source / name).read_bytes()
+        record = json.loads((lake / "raw" / "netflix" / "_sources" / f"{table}.json").read_text())
+        assert record["adf_run_id"] == run_id
+
+
+def test_a_run_that_outlives_the_timeout_is_cancelled_and_fails_the_task(airflow_db, lake, adf, inbox):
+    from lakehouse.adf import landing_operator
+
+    adf.pipeline(PIPELINE_NAME, outcome="InProgress")
+    dag = landing_dag("adftest_timeout", lambda meta: landing_operator(meta, retries=0, timeout=2))
+    run = dag.test(logical_date=SUNDAY)
+
+    assert str(run.state) == "failed"
+    (run_id,) = adf.runs
+    assert [c.path for c in adf.calls("POST", "/cancel")] == [f"{run_path(adf)}pipelineruns/{run_id}/cancel"]
+    body = _failure_body(inbox)
+    assert f"run {run_id} (factory adf-lakehouse) did not end in time" in body
+    assert "it was InProgress and is being cancelled" in body

@@ -236,8 +236,8 @@ def landing_operator(meta: dict, **kwargs) -> LandingPipelineOperator:
         parameters=dict(adf.get("parameters") or {}),
         wait_for_termination=True,
         deferrable=deferrable,
-        check_interval=poll_seconds(),
-        timeout=60 * adf.get("timeout_minutes", 120),
+        check_interval=kwargs.pop("check_interval", poll_seconds()),
+        timeout=kwargs.pop("timeout", 60 * adf.get("timeout_minutes", 120)),
         doc_md=f"Runs ADF pipeline `{adf['pipeline_name']}` (factory `{adf['factory']}`), which lands "
         f"the raw files in `raw/{meta['pipeline']}/{adf['folder']}`.",
         **kwargs,
