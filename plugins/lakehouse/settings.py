@@ -19,8 +19,33 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, "").strip() or default
 
 
+def _lake_module():
+    """``spark_jobs.common.lake`` (no Airflow in it), importable wherever ``spark_jobs/`` is, as
+    ``compute.run_spark_job`` does: DAG parsing needs it before any task runs."""
+    root = str(spark_jobs_dir().parent)
+    if root not in sys.path:
+        sys.path.append(root)
+    from spark_jobs.common import lake as module
+
+    return module
+
+
+def lake():
+    """``LAKE_ROOT`` parsed (``spark_jobs.common.lake.parse_lake_root``): a wrong form fails here,
+    when a DAG file is parsed, with a message saying what to write. An Azure lake needs
+    ``LAKE_CONN_ID``, the Airflow connection that holds its account and credentials."""
+    root = _lake_module().parse_lake_root(_env("LAKE_ROOT", str(REPO_ROOT / ".lake")), "LAKE_ROOT")
+    if root.is_azure and not lake_conn_id():
+        raise ValueError(
+            f"LAKE_ROOT={str(root)!r} is on Azure storage and needs LAKE_CONN_ID: the Airflow connection "
+            "(type wasb or adls) holding the storage account and its credentials"
+        )
+    return root
+
+
 def lake_root() -> str:
-    return _env("LAKE_ROOT", str(REPO_ROOT / ".lake"))
+    """The lake setting, checked, as written (a local folder or an ``abfs(s)://`` URI)."""
+    return str(lake())
 
 
 def lake_conn_id() -> str | None:
@@ -28,7 +53,23 @@ def lake_conn_id() -> str | None:
 
 
 def spark_lake_root() -> str:
-    return _env("SPARK_LAKE_ROOT", lake_root())
+    """The lake as the Spark jobs' ``--lake-root``: ``SPARK_LAKE_ROOT``, else ``LAKE_ROOT``.
+
+    Both are checked here (DAG parse). Locally the task completes an Azure root at run time from
+    ``LAKE_CONN_ID`` (the account, and the emulator's endpoint); Databricks gets it as it is, so
+    there it must name the account.
+    """
+    root = lake()
+    override = _env("SPARK_LAKE_ROOT")
+    if override:
+        root = _lake_module().parse_lake_root(override, "SPARK_LAKE_ROOT")
+    if root.is_azure and not root.account and compute() == "databricks":
+        raise ValueError(
+            f"{'SPARK_LAKE_ROOT' if override else 'LAKE_ROOT'}={str(root)!r} names no storage account, "
+            "which Databricks needs: set SPARK_LAKE_ROOT=abfss://<container or {layer}>@<account>"
+            ".dfs.core.windows.net[/prefix]"
+        )
+    return str(root)
 
 
 def include_dir() -> Path:
@@ -100,5 +141,21 @@ def retry_delay_seconds() -> int:
 
 
 def delta_storage_options() -> dict[str, str] | None:
-    """Options for delta-rs when the Airflow side reads lake tables (reports)."""
-    return json.loads(_env("DELTA_STORAGE_OPTIONS", "{}")) or None
+    """Options for delta-rs when the Airflow side reads lake tables (reports).
+
+    On an Azure lake the account and credentials come from the ``LAKE_CONN_ID`` connection
+    (``lakehouse.storage.delta_storage_options``); ``DELTA_STORAGE_OPTIONS`` (JSON) adds or overrides
+    options, e.g. timeouts, and is the only source for a local lake.
+    """
+    try:
+        extra = json.loads(_env("DELTA_STORAGE_OPTIONS", "{}"))
+    except ValueError as exc:
+        raise ValueError(f"DELTA_STORAGE_OPTIONS is not valid JSON: {exc}") from exc
+    if not isinstance(extra, dict):
+        raise ValueError("DELTA_STORAGE_OPTIONS must be a JSON object of delta-rs storage options")
+    options: dict[str, str] = {}
+    if lake().is_azure:
+        from lakehouse.storage import delta_storage_options as from_connection
+
+        options = from_connection()
+    return {**options, **{str(k): str(v) for k, v in extra.items()}} or None
