@@ -79,10 +79,12 @@ def run_spark_job(argv: list[str], spark=None) -> None:
         sys.path.insert(0, root)
     from airflow.sdk.exceptions import AirflowFailException
 
+    from lakehouse.storage import spark_lake_session
     from spark_jobs.run import main
 
     try:
-        main(list(argv), spark=spark)
+        with spark_lake_session(list(argv), spark) as (job_argv, job_spark):
+            main(job_argv, spark=job_spark)
     except SystemExit as exc:  # argparse's usage errors
         raise SparkJobError(f"Spark job {_describe(argv)}: invalid arguments ({exc})") from exc
     except Exception as exc:
