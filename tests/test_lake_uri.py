@@ -294,3 +294,22 @@ def test_delta_storage_options_come_from_the_connection_plus_extra_options(monke
     assert settings.delta_storage_options() == {"timeout": "120s"}
     monkeypatch.delenv("DELTA_STORAGE_OPTIONS")
     assert settings.delta_storage_options() is None
+
+
+def test_a_connection_without_an_account_name_is_named_with_what_it_lacks(monkeypatch):
+    from lakehouse.storage import lake_path, spark_lake
+
+    monkeypatch.setenv("LAKE_ROOT", "abfss://{layer}@" + HOST)
+    # a service principal and the account only in the host URL: the provider's abfs filesystem
+    # (adlfs) needs extra account_name
+    # (another connection id: Airflow keeps one filesystem per connection id and process)
+    conn = {**SP_CONN, "host": f"https://{ACCT}.blob.core.windows.net", "extra": {"tenant_id": "t"}}
+    _connect(monkeypatch, conn, "lake_no_name")
+    with pytest.raises(
+        ValueError, match=r"connection 'lake_no_name' \(LAKE_CONN_ID\).*give it extra account_name"
+    ):
+        lake_path("raw", "netflix")
+    with pytest.raises(
+        ValueError, match=r"connection 'lake_no_name' \(LAKE_CONN_ID\).*give it extra account_name"
+    ):
+        spark_lake("abfss://{layer}@" + HOST)

@@ -60,7 +60,7 @@ def lake_path(layer: str, pipeline: str, *parts: str):
         f"abfs://{root.container_of(layer)}" + (f"/{key}" if key else ""), conn_id=conn_id
     )
     if root.account:
-        access = _access_of(path.fs, conn_id)
+        access = _access_of(_fs_of(lambda: path.fs, conn_id), conn_id)
         if access.account != root.account:
             raise ValueError(
                 f"LAKE_ROOT names storage account {root.account!r}, but connection {conn_id!r} "
@@ -102,7 +102,19 @@ def azure_access(conn_id: str | None = None) -> AzureAccess:
     conn_id = conn_id or settings.lake_conn_id()
     if not conn_id:
         raise ValueError("an Azure lake needs LAKE_CONN_ID, the Airflow connection of its storage account")
-    return _access_of(get_fs(conn_id), conn_id)
+    return _access_of(_fs_of(lambda: get_fs(conn_id), conn_id), conn_id)
+
+
+def _fs_of(build, conn_id: str):
+    """The provider's filesystem for the lake connection, or an error saying what it lacks."""
+    try:
+        return build()
+    except ValueError as exc:
+        raise ValueError(
+            f"connection {conn_id!r} (LAKE_CONN_ID): the Azure provider could not open the storage "
+            f"account ({exc}); give it extra account_name (with an account key as password, or a "
+            "service principal: login, password, extra tenant_id) or extra connection_string"
+        ) from exc
 
 
 def _access_of(fs, conn_id: str) -> AzureAccess:
