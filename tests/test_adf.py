@@ -16,10 +16,12 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_dag, run_dag
+from conftest import ROOT, load_dag, run_dag
 from fake_adf import FakeDataFactory
 from lakecheck import csv_rows, raw_files, rows
 
@@ -150,26 +152,44 @@ def _failure_body(inbox) -> str:
     return html.unescape(inbox.bodies()[0])
 
 
+def run_deferred(dag_file: Path, dag_id: str) -> dict:
+    """``dag.test()`` of a DAG with deferrable waits, in a fresh interpreter (see adf_child.py)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "tests")]),
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "true",
+    }
+    child = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "adf_child.py"), str(dag_file), dag_id, SUNDAY.isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,  # a safety net for a hung child, not a measurement
+    )
+    results = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+    assert results, f"exit {child.returncode}: {child.stderr[-3000:]}"
+    result = json.loads(results[-1].removeprefix("RESULT "))
+    assert result["deferrable"]["adf_landing"] is True
+    return result
+
+
 def test_a_failed_adf_run_fails_the_task_with_adf_s_message_and_the_link_deferred(
-    airflow_db, lake, adf, inbox, monkeypatch
+    airflow_db, lake, adf, inbox
 ):
     """Deferrable (the trigger polls): the failed run is retried once as a new ADF run, then fails
     the task with ADF's own message, the run id and the monitor link; nothing downstream runs."""
-    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
     message = (
         "Operation on target Copy netflix files failed: ErrorCode=UserErrorSourceBlobNotExists,"
         "'The required Blob is missing. ContainerName: source, path: netflix_titles.csv.'"
     )
     adf.pipeline(PIPELINE_NAME, polls=1, outcome="Failed", message=message)
-    dag = load_dag("netflix")
-    assert dag.get_task("adf_landing").deferrable is True
-    run = dag.test(logical_date=SUNDAY)
+    run = run_deferred(ROOT / "dags" / "netflix.py", "netflix")
 
-    assert str(run.state) == "failed"
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert states["adf_landing"] == "failed"
-    assert states["accept_landed_file"] == "upstream_failed"
-    assert states["bronze"] == "upstream_failed"
+    assert run["state"] == "failed"
+    assert run["tasks"]["adf_landing"] == "failed"
+    accepts = {state for task, state in run["tasks"].items() if task.startswith("accept_landed_file")}
+    assert accepts == {"upstream_failed"}, run["tasks"]
+    assert run["tasks"]["bronze"] == "upstream_failed"
     assert len(adf.calls("POST", "/createRun")) == 2  # one retry, a new run
     last = list(adf.runs)[-1]
     body = _failure_body(inbox)
@@ -182,8 +202,9 @@ def test_a_failed_adf_run_fails_the_task_with_adf_s_message_and_the_link_deferre
     assert link in body
     assert adf.client_secret not in body
     # the UI's "Monitor Pipeline Run" button is the provider's extra link, built from this XCom
+    dag = load_dag("netflix")
     assert "Monitor Pipeline Run" in {type(x).name for x in dag.get_task("adf_landing").operator_extra_links}
-    assert xcom(run.run_id, "adf_landing", "run_id") == last
+    assert xcom(run["run_id"], "adf_landing", "run_id") == last
     assert not (lake / "raw" / "netflix").exists()
 
 
@@ -389,20 +410,39 @@ def landing_dag(dag_id: str, make_landing):
     return dag
 
 
-def test_a_deferred_wait_hands_the_landed_folder_to_the_accept_tasks(airflow_db, lake, adf, monkeypatch):
-    from lakehouse.adf import landing_operator
+LANDING_DAG = """
+import datetime as dt
 
+from airflow.sdk import DAG
+
+from lakehouse.adf import accept_landed_file, landing_operator
+from lakehouse.defaults import default_args
+from lakehouse.metadata import load_pipeline
+
+meta = load_pipeline("netflix")
+with DAG(
+    "adftest_deferred",
+    schedule=None,
+    start_date=dt.datetime(2026, 11, 22, tzinfo=dt.UTC),
+    default_args=default_args({"owner": "tests"}),
+):
+    landing = landing_operator(meta)
+    accept_landed_file.partial(pipeline="netflix", landing=landing.output).expand(source=meta["files"])
+"""
+
+
+def test_a_deferred_wait_hands_the_landed_folder_to_the_accept_tasks(airflow_db, lake, adf, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_RETRIES", "0")
-    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
     source = lake.parent / "source"
     write_netflix_sample(source, titles=5, seed=1)
     adf.pipeline(PIPELINE_NAME, polls=2, on_success=copy_activity(source, lake))
-    dag = landing_dag("adftest_deferred", landing_operator)
-    assert dag.get_task("adf_landing").deferrable is True
-    run = dag.test(logical_date=SUNDAY)
+    dag_file = lake.parent / "adftest_deferred.py"
+    dag_file.write_text(LANDING_DAG)
+    run = run_deferred(dag_file, "adftest_deferred")
 
-    assert str(run.state) == "success"
+    assert run["state"] == "success", run["tasks"]
     (run_id,) = adf.runs
+    assert len(adf.calls("GET", f"/pipelineruns/{run_id}")) >= 3
     for table, name in FILES.items():
         (landed,) = raw_files(lake, table)
         assert Path(landed).read_bytes() == (source / name).read_bytes()
