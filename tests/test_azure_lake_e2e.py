@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 
 import pytest
@@ -53,6 +54,15 @@ def create_containers(service, names) -> None:
             service.create_container(name)
 
 
+def fresh_containers(service, names, prefix: str) -> None:
+    """The containers exist and hold nothing under ``prefix`` (other tests share the emulator)."""
+    create_containers(service, names)
+    for name in names:
+        client = service.get_container_client(name)
+        for blob in blob_names(service, name, prefix):
+            client.delete_blob(blob)
+
+
 def blob_names(service, container: str, prefix: str = "") -> list[str]:
     return [
         b.name for b in service.get_container_client(container).list_blobs(name_starts_with=prefix or None)
@@ -84,7 +94,7 @@ def gold(pipeline: str, table: str) -> list[dict]:
 def test_netflix_on_azure_equals_the_local_lake(airflow_db, azurite, blob_service, tmp_path, monkeypatch):
     """``LAKE_ROOT=abfss://{layer}@<account>.dfs.core.windows.net`` (a container per layer), the
     README's form: the whole DAG, then its gold tables against a local run of the same files."""
-    create_containers(blob_service, ("raw", "bronze", "silver", "gold"))
+    fresh_containers(blob_service, ("raw", "bronze", "silver", "gold"), "netflix/")
     source = tmp_path / "source"
     write_netflix_sample(source, titles=120, seed=3)
     with FileServer(source) as server:
@@ -148,7 +158,7 @@ def test_formula1_drops_on_azure_equal_the_local_lake(
     assert all(expected.values()), {t: len(v) for t, v in expected.items()}
 
     container, prefix = "lake", "medallion"
-    create_containers(blob_service, [container])
+    fresh_containers(blob_service, [container], prefix + "/")
     client = blob_service.get_container_client(container)
     with azure_lake(monkeypatch, azurite, f"abfss://{container}@{HOST}/{prefix}"):
         for day in days:
@@ -161,3 +171,54 @@ def test_formula1_drops_on_azure_equal_the_local_lake(
     names = blob_names(blob_service, container, prefix + "/")
     for layer in ("silver", "gold"):
         assert any(n.startswith(f"{prefix}/{layer}/formula1/") and "/_delta_log/" in n for n in names), layer
+
+
+def test_spotify_day_on_azure_equals_the_local_lake(airflow_db, azurite, blob_service, tmp_path, monkeypatch):
+    """``LAKE_ROOT=abfs://{layer}`` (adlfs style: the account is the connection's): a day of a SQL
+    source extracted to bronze by the Airflow side (Parquet files, window manifests, watermarks),
+    then silver and the gold star schema with SCD2 dimensions by Spark, as on a local lake."""
+    import sqlalchemy as sa
+
+    from lakehouse.demo import spotify_logical_date
+    from lakehouse.spotify_source import generate
+
+    start = dt.date(2025, 9, 7)  # the pipeline's start_date
+    source = tmp_path / "spotify.db"
+    engine = sa.create_engine(f"sqlite:///{source}")
+    generate(
+        engine,
+        start=start,
+        days=1,
+        users=40,
+        artists=10,
+        tracks=40,
+        streams_per_day=80,
+        change_fraction=0.1,
+        seed=3,
+    )
+    engine.dispose()
+    monkeypatch.setenv("AIRFLOW_CONN_SPOTIFY_SQL", json.dumps({"conn_type": "sqlite", "host": str(source)}))
+    meta = load_pipeline("spotify")
+    gold_tables = [spec["gold"]["table"] for spec in meta["tables"]] + [v["table"] for v in meta["views"]]
+    ingest_date = dt.datetime.fromisoformat(spotify_logical_date(start))
+
+    def run() -> dict[str, list[dict]]:
+        ingest = run_dag("spotify_ingest", logical_date=ingest_date)
+        assert ingest.state == "success", ingest.tasks
+        transform = run_dag("spotify_transform", logical_date=dt.datetime.now(dt.UTC))
+        assert transform.state == "success", transform.tasks
+        return {table: gold("spotify", table) for table in gold_tables}
+
+    monkeypatch.setenv("LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.delenv("LAKE_CONN_ID", raising=False)
+    expected = run()
+    assert all(expected.values()), {t: len(v) for t, v in expected.items()}
+
+    fresh_containers(blob_service, ("raw", "bronze", "silver", "gold"), "spotify/")
+    with azure_lake(monkeypatch, azurite, "abfs://{layer}"):
+        found = run()
+    assert found == expected
+    bronze = blob_names(blob_service, "bronze", "spotify/")
+    assert any(n.startswith("spotify/_windows/") for n in bronze)
+    assert any(n.startswith("spotify/_watermarks/") for n in bronze)
+    assert any(n.endswith(".parquet") for n in bronze)
