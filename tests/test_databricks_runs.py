@@ -166,8 +166,23 @@ def latest_run_id(dag_id: str) -> str:
         return max(runs, key=lambda r: r.id).run_id
 
 
-def token_for(dag_id: str, run_id: str, attempt: int, clear_number: int = 0) -> str:
-    return databricks.idempotency_token(dag_id, run_id, "job", -1, clear_number, attempt)
+def clear(dag_id: str, run_id: str) -> None:
+    """Clear the run's task instances with Airflow's own ``clear_task_instances``: what Clear in
+    the UI (the REST API's clearTaskInstances) and ``airflow tasks clear`` call."""
+    from airflow.models.taskinstance import TaskInstance, clear_task_instances
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        assert tis
+        clear_task_instances(tis, session)
+
+
+def token_for(dag_id: str, run_id: str, attempt: int, generation: int = 0) -> str:
+    return databricks.idempotency_token(dag_id, run_id, "job", -1, generation, attempt)
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["polling", "deferrable"])
@@ -393,3 +408,32 @@ def test_job_cluster_mode_shares_one_cluster_per_dag_run_and_deletes_it(
     (delete,) = api.calls("clusters/delete")
     assert delete.body == {"cluster_id": cluster_id}
     assert api.clusters[cluster_id]["state"] == "TERMINATED"
+
+
+def test_clearing_a_succeeded_task_runs_its_job_again(airflow_db, lake, api, tmp_path):
+    """Clear is a request to run again: a new clear generation, a new token, a new run (while a
+    retry within one clear gets the run it started back, as the tests above show)."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    marker = tmp_path / "ran.txt"
+    source = DAG_FILE.replace("dbxtest_crash", "dbxtest_clear").replace('"slow"', '"ok"')
+    (dags / "clear.py").write_text(source.replace("MARKER", repr(str(marker))))
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "LAKEHOUSE_RETRIES": "0"}
+    airflow = str(Path(sys.executable).parent / "airflow")
+
+    def cli(*args: str) -> None:
+        done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    cli("dags", "test", "dbxtest_clear", DAY.isoformat())
+    run_id = latest_run_id("dbxtest_clear")
+    clear("dbxtest_clear", run_id)
+    cli("tasks", "test", "dbxtest_clear", "job", run_id)
+
+    tokens = [s["idempotency_token"] for s in api.submissions]
+    assert tokens == [
+        token_for("dbxtest_clear", run_id, 0),
+        token_for("dbxtest_clear", run_id, 0, generation=1),
+    ]
+    assert len(api.runs) == 2
+    assert marker.read_text() == f"{run_id}\n{run_id}\n"  # the job ran again

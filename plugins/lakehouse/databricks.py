@@ -13,11 +13,12 @@ local run gets. Its compute, from the settings below:
   that skips a Spark task skips it there too;
 * ``DATABRICKS_CLUSTER_ID``: an existing (all-purpose) cluster.
 
-Each submission carries an idempotency token made of the DAG, run, task, map index and the run's
-clear number: a retry (after a worker crash, a lost response or a failed poll) gets the run it
-already started back from Databricks instead of a duplicate. When that run ended without success,
-the next token of the series (``-1``, ``-2``...) starts a new run, so a retry does re-run a failed
-job; clearing the task (a new clear number) re-runs it whatever its last state.
+Each submission carries an idempotency token made of the DAG, run, task, map index and the task
+instance's clear generation (the try number it was last cleared at): a retry (after a worker crash,
+a lost response or a failed poll) gets the run it already started back from Databricks instead of a
+duplicate. When that run ended without success, the next token of the series (``-1``, ``-2``...)
+starts a new run, so a retry does re-run a failed job; clearing the task (a new clear generation)
+re-runs it whatever its last state.
 """
 
 from __future__ import annotations
@@ -158,20 +159,32 @@ def task_compute() -> tuple[dict, list[dict] | None]:
 
 
 def idempotency_token(
-    dag_id: str, run_id: str, task_id: str, map_index: int, clear_number: int, attempt: int
+    dag_id: str, run_id: str, task_id: str, map_index: int, generation: int, attempt: int
 ) -> str:
-    """``lakehouse-<40 hex>-<attempt>``: at most 64 characters, as Databricks requires."""
-    key = "\x00".join((dag_id, run_id, task_id, str(map_index), str(clear_number)))
+    """``lakehouse-<40 hex>-<attempt>``: at most 64 characters, as Databricks requires.
+
+    ``generation`` counts the task instance's clears: the try number it was cleared at (0 if never
+    cleared). A retry keeps it; a clear (Clear in the UI, the REST API) moves it on.
+    """
+    key = "\x00".join((dag_id, run_id, task_id, str(map_index), str(generation)))
     token = f"{TOKEN_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:40]}-{attempt}"
     assert len(token) <= 64, token
     return token
 
 
+def clear_generation(ti, retries: int) -> int:
+    """The try number the task instance was last cleared at: Airflow sets ``max_tries`` to
+    ``try_number + retries`` when it clears a task (and to ``retries`` when it creates one), and
+    leaves it alone on a retry, as its own "first try of this clear" computation assumes."""
+    return max(0, int(getattr(ti, "max_tries", 0) or 0) - int(retries or 0))
+
+
 def _context_token(context, attempt: int) -> str:
-    ti, dag_run = context["ti"], context["dag_run"]
-    map_index = getattr(ti, "map_index", -1)
-    clear_number = getattr(dag_run, "clear_number", 0) or 0
-    return idempotency_token(ti.dag_id, ti.run_id, ti.task_id, map_index, clear_number, attempt)
+    ti = context["ti"]
+    generation = clear_generation(ti, ti.task.retries)
+    return idempotency_token(
+        ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1), generation, attempt
+    )
 
 
 def task_key(task_id: str) -> str:
@@ -365,15 +378,16 @@ def _hook(databricks_conn_id: str):
     return DatabricksHook(databricks_conn_id, caller="lakehouse.databricks")
 
 
-def cluster_name(dag_id: str, run_id: str, clear_number: int) -> str:
-    digest = hashlib.sha256(f"{dag_id}\x00{run_id}\x00{clear_number}".encode()).hexdigest()[:12]
+def cluster_name(dag_id: str, run_id: str, generation: int) -> str:
+    """The DAG run's cluster: a retried setup finds it by name; a cleared one makes a new one."""
+    digest = hashlib.sha256(f"{dag_id}\x00{run_id}\x00{generation}".encode()).hexdigest()[:12]
     return f"lakehouse-{dag_id[:60]}-{digest}"
 
 
 class DatabricksJobClusterOperator(BaseOperator):
     """Creates the DAG run's job cluster and waits until it runs; its XCom is the cluster id.
 
-    A retry first looks for the cluster its earlier try created (by name, in this DAG run and clear),
+    A retry first looks for the cluster its earlier try created (by name: DAG run and clear generation),
     so a retried setup does not leave a second cluster behind.
     """
 
@@ -389,8 +403,8 @@ class DatabricksJobClusterOperator(BaseOperator):
     def execute(self, context) -> str:
         import time
 
-        ti, dag_run = context["ti"], context["dag_run"]
-        name = cluster_name(ti.dag_id, ti.run_id, getattr(dag_run, "clear_number", 0) or 0)
+        ti = context["ti"]
+        name = cluster_name(ti.dag_id, ti.run_id, clear_generation(ti, self.retries))
         hook = _hook(self.databricks_conn_id)
         cluster_id = self._existing(hook, name)
         if cluster_id is None:
