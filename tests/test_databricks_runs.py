@@ -44,6 +44,12 @@ TEST_JOBS = {
         def main(argv):
             raise ValueError("table orders: 3 rows have no order_id")
     """,
+    "bad": """
+        def main(argv):
+            from spark_jobs.common.errors import EmptyDeliveryError
+
+            raise EmptyDeliveryError("table orders: orders_2026-11-22.csv has no rows")
+    """,
     "flaky": """
         def main(argv):
             config = json.loads(argv[argv.index("--config") + 1])
@@ -245,6 +251,23 @@ def test_a_failed_run_fails_the_task_with_the_jobs_error_and_the_run_page(
     assert "ValueError: table orders: 3 rows have no order_id" in body
     assert f"Run page: {api.page(run_id)}" in body
     assert run_page_link(dag.dag_id, run.run_id) == api.page(run_id)
+
+
+def test_bad_input_on_databricks_fails_the_task_without_retry(airflow_db, lake, api, monkeypatch, inbox):
+    """The run's error names the job's exception class; a BadInputError subclass (read from the
+    jobs' source) fails the task at once, as it does on local compute."""
+    assert {"BadInputError", "EmptyDeliveryError", "ExpectationFailedError"} <= databricks.bad_input_classes()
+    monkeypatch.setenv("LAKEHOUSE_RETRIES", "2")
+    dag = one_job_dag("dbxtest_bad", "bad", {}, tables=["orders"])
+    run = dag.test(logical_date=DAY)
+
+    assert str(run.state) == "failed"
+    assert tries("dbxtest_bad", run.run_id) == {"job": 1}  # not retried
+    assert len(api.runs) == 1
+    assert len(inbox.messages) == 1
+    body = inbox.bodies()[0]
+    assert "EmptyDeliveryError: table orders: orders_2026-11-22.csv has no rows" in body
+    assert "(bad input, not retried)" in body
 
 
 def test_a_retry_after_a_failed_run_starts_a_new_run_with_the_next_token(

@@ -23,6 +23,7 @@ re-runs it whatever its last state.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -323,7 +324,42 @@ class DatabricksSparkJobOperator(DatabricksSubmitRunOperator):
             message += f" ({state['state_message']})"
         if errors:
             message += ": " + "; ".join(errors)
-        return DatabricksRunError(f"{message}. Run page: {info.get('run_page_url', 'unknown')}")
+        message += f". Run page: {info.get('run_page_url', 'unknown')}"
+        if any(error_class(e) in bad_input_classes() for e in errors):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            return AirflowFailException(f"{message} (bad input, not retried)")
+        return DatabricksRunError(message)
+
+
+def error_class(error: str) -> str:
+    """``RescuedRowsError`` from a run's error, ``spark_jobs.common.errors.RescuedRowsError: ...``."""
+    head = error.split(":", 1)[0].strip() if ":" in error else ""
+    return head.rsplit(".", 1)[-1] if re.fullmatch(r"[A-Za-z_][\w.]*", head) else ""
+
+
+@functools.cache
+def bad_input_classes(root: str | None = None) -> frozenset[str]:
+    """``BadInputError`` and every class of ``spark_jobs/`` derived from it, read from the source:
+    a run's error carries the exception's class name, not its bases, and the Airflow side imports
+    nothing from the jobs' package."""
+    import ast
+    from pathlib import Path
+
+    from lakehouse import settings
+
+    bases: dict[str, set[str]] = {}
+    for path in Path(root or settings.spark_jobs_dir()).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                names = {b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases}
+                bases.setdefault(node.name, set()).update(names)
+    found = {"BadInputError"}
+    while True:
+        more = {name for name, parents in bases.items() if parents & found} - found
+        if not more:
+            return frozenset(found)
+        found |= more
 
 
 def spark_job_operator(task_id: str, pipeline: str, job: str, argv: list[str], **kwargs):
