@@ -79,6 +79,10 @@ def test_job_cluster_mode_adds_one_cluster_setup_and_teardown_per_dag(airflow_db
     assert setup.is_setup
     assert teardown.is_teardown
     assert setup.cluster == spec
+    for task in (setup, teardown):  # as every task of the DAG: documented, retried, alerting
+        assert task.doc_md
+        assert task.on_failure_callback
+        assert task.retries == remote.get_task("bronze").retries
     assert [t.task_id for t in remote.tasks if t.task_id not in (setup.task_id, teardown.task_id)] == [
         t.task_id for t in local.tasks
     ]
