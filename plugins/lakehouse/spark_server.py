@@ -45,6 +45,9 @@ DEFAULTS = {
     "spark.driver.memory": "2g",
     # Delta replays a table's log in this many tasks (default 50): enough for local[2]
     "spark.databricks.delta.snapshotPartitions": "2",
+    # Keep the code Spark generates for each query shape (default 100 entries): one long-lived
+    # server compiles the jobs' many small queries (and Delta's own) once instead of over and over.
+    "spark.sql.codegen.cache.maxEntries": "5000",
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # Databricks creates Delta tables with deletion vectors on; so does this server, so that the
