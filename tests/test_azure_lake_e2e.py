@@ -20,7 +20,7 @@ import json
 import logging
 
 import pytest
-from azurite import ACCOUNT
+from azurite import ACCOUNT, ACCOUNT_KEY
 from conftest import run_dag
 
 from lakehouse.devserver import FileServer
@@ -118,6 +118,17 @@ def test_netflix_on_azure_equals_the_local_lake(airflow_db, azurite, blob_servic
 
             audit = rows_for_run("netflix", "_audit", run.run_id)
     assert found == expected
+    # the Spark tasks' rendered fields hold the lake setting, never the key (set on the session)
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        fields = (
+            session.query(RenderedTaskInstanceFields).filter_by(dag_id="netflix", run_id=run.run_id).all()
+        )
+        rendered = json.dumps([f.rendered_fields for f in fields], default=str)
+    assert "abfss://{layer}@" + HOST in rendered
+    assert ACCOUNT_KEY not in rendered
     assert {(r["layer"], r["table"], r["metric"]) for r in audit} >= {("gold", "titles", "rows_dropped")}
     # everything is in the containers, nothing in a local folder by mistake
     raw = blob_names(blob_service, "raw", "netflix/")
@@ -222,3 +233,5 @@ def test_spotify_day_on_azure_equals_the_local_lake(airflow_db, azurite, blob_se
     assert any(n.startswith("spotify/_windows/") for n in bronze)
     assert any(n.startswith("spotify/_watermarks/") for n in bronze)
     assert any(n.endswith(".parquet") for n in bronze)
+    for layer in ("silver", "gold"):
+        assert any("/_delta_log/" in n for n in blob_names(blob_service, layer, "spotify/")), layer
