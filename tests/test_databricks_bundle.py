@@ -79,9 +79,7 @@ def test_the_committed_job_resources_are_generated_from_the_dags(airflow_db, res
     committed = {p.name: p.read_text() for p in resource_files if p.name.endswith(".job.yml")}
     assert set(committed) == set(generated)
     stale = [name for name in generated if committed[name] != generated[name]]
-    assert not stale, (
-        f"{stale} differ from the DAGs: run `python -m lakehouse.databricks bundle-resources`"
-    )
+    assert not stale, f"{stale} differ from the DAGs: run `python -m lakehouse.databricks bundle-resources`"
 
 
 def _as_submitted(value: str) -> str:
