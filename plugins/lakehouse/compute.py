@@ -32,8 +32,7 @@ def _is_bad_input(exc: BaseException) -> bool:
     """Whether a job's error is (a subclass of) ``spark_jobs.common.errors.BadInputError``.
 
     Matched by class name along the MRO, so this module imports nothing from the jobs' package.
-    Under Databricks the task sees the run's state, not the job's exception, so there a bad
-    input is retried like any failed run (set the task's retries to 0 to avoid that).
+    Under Databricks, ``lakehouse.databricks`` reads the class from the run's error instead.
     """
     return any(cls.__name__ == BAD_INPUT for cls in type(exc).__mro__)
 

@@ -97,37 +97,6 @@ def spark_jars_dir() -> Path:
     return Path(_env("SPARK_JARS_DIR", str(Path(sys.prefix) / "spark-jars")))
 
 
-def databricks_conn_id() -> str:
-    return _env("DATABRICKS_CONN_ID", "databricks_default")
-
-
-def databricks_jobs_root() -> str:
-    root = _env("DATABRICKS_JOBS_ROOT")
-    if not root:
-        raise ValueError(
-            "LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_JOBS_ROOT (where spark_jobs/ is deployed)"
-        )
-    return root.rstrip("/")
-
-
-def databricks_cluster() -> dict:
-    """``existing_cluster_id`` or ``new_cluster`` for DatabricksSubmitRunOperator."""
-    cluster_id = _env("DATABRICKS_CLUSTER_ID")
-    if cluster_id:
-        return {"existing_cluster_id": cluster_id}
-    spec = _env("DATABRICKS_NEW_CLUSTER")
-    if spec:
-        try:
-            return {"new_cluster": json.loads(spec)}
-        except ValueError as exc:
-            raise ValueError(f"DATABRICKS_NEW_CLUSTER is not valid JSON: {exc}") from exc
-    raise ValueError("LAKEHOUSE_COMPUTE=databricks needs DATABRICKS_CLUSTER_ID or DATABRICKS_NEW_CLUSTER")
-
-
-def databricks_poll_seconds() -> int:
-    return int(_env("DATABRICKS_POLL_SECONDS", "30"))
-
-
 def alert_emails() -> list[str]:
     return [address.strip() for address in _env("ALERT_EMAILS").split(",") if address.strip()]
 
