@@ -181,7 +181,7 @@ SP_CONN = {
     "conn_type": "adls",
     "host": ACCT,
     "login": "client-id",
-    "password": "client-secret-value",
+    "password": "<client-secret>",
     "extra": {"tenant_id": "tenant-1", "account_name": ACCT},
 }
 
@@ -252,7 +252,7 @@ def test_spark_gets_a_service_principal_as_oauth_settings(monkeypatch):
     assert lake.root == f"abfss://data@{HOST}"
     assert lake.conf[f"fs.azure.account.auth.type.{HOST}"] == "OAuth"
     assert lake.conf[f"fs.azure.account.oauth2.client.id.{HOST}"] == "client-id"
-    assert lake.conf[f"fs.azure.account.oauth2.client.secret.{HOST}"] == "client-secret-value"
+    assert lake.conf[f"fs.azure.account.oauth2.client.secret.{HOST}"] == "<client-secret>"
     assert (
         lake.conf[f"fs.azure.account.oauth2.client.endpoint.{HOST}"]
         == "https://login.microsoftonline.com/tenant-1/oauth2/token"
