@@ -15,20 +15,7 @@ import datetime as dt
 import json
 import sys
 
-
-def serialize(dag) -> None:
-    """Write the DAG into the metadata DB, as the DAG processor would."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
+from dag_serialization import serialize
 
 
 def main(dag_file: str, dag_id: str, logical_date: str) -> None:

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+from fake_tls import make_certificates, proxy_env, server_context
+
 ARM = "management.azure.com"
 LOGIN = "login.microsoftonline.com"
 SCOPE = "https://management.azure.com/.default"
@@ -69,72 +71,6 @@ class Run:
     cancel_requested: bool = False
     ended: dt.datetime | None = None
     extra: dict = field(default_factory=dict)
-
-
-def make_certificates(folder: Path) -> dict[str, Path]:
-    """A test CA and a server certificate for the two Azure hosts; the CA bundle to trust."""
-    import certifi
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lakehouse test CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ARM)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(ARM), x509.DNSName(LOGIN)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key", "bundle")}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    paths["bundle"].write_bytes(Path(certifi.where()).read_bytes() + b"\n" + paths["ca"].read_bytes())
-    return paths
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -302,10 +238,8 @@ class FakeDataFactory:
         self.pipelines: dict[str, Pipeline] = {}
         self.runs: dict[str, Run] = {}
         self.requests: list[Recorded] = []
-        self.certs = make_certificates(folder)
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(self.certs["cert"], self.certs["key"])
-        self._server = _Server(self, tls)
+        self.certs = make_certificates(folder, [ARM, LOGIN])
+        self._server = _Server(self, server_context(self.certs))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # -- configuration
@@ -321,16 +255,7 @@ class FakeDataFactory:
         """What points the Azure SDK here: the proxy, and the CA bundle that trusts its certificate.
 
         Local addresses bypass the proxy (Spark Connect's gRPC channel and local HTTP sources)."""
-        bundle = str(self.certs["bundle"])
-        no_proxy = "127.0.0.1,localhost"
-        return {
-            "HTTPS_PROXY": self.proxy_url,
-            "https_proxy": self.proxy_url,
-            "NO_PROXY": no_proxy,
-            "no_proxy": no_proxy,
-            "REQUESTS_CA_BUNDLE": bundle,
-            "SSL_CERT_FILE": bundle,
-        }
+        return proxy_env(self.proxy_url, self.certs)
 
     def connection(self, **extra) -> str:
         """An ``azure_data_factory`` connection (service principal) for this factory, as JSON."""

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
-import ipaddress
 import json
 import re
 import secrets
@@ -45,6 +44,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+from fake_tls import make_certificates, proxy_env, server_context
 
 LOGIN_HOST = "login.microsoftonline.com"
 VAULT_DOMAIN = "vault.azure.net"
@@ -61,80 +62,6 @@ class Request:
     authorization: str
     status: int
     form: dict[str, str] | None = None  # a token request's form fields
-
-
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA, and a server certificate it signs for the login host and any vault: PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lakehouse tests: fake Key Vault CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOGIN_HOST)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(LOGIN_HOST),
-                    x509.DNSName(f"*.{VAULT_DOMAIN}"),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, cert_file, key_file = folder / "ca.pem", folder / "server.pem", folder / "server-key.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return ca_file, cert_file, key_file
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -264,14 +191,10 @@ class FakeKeyVault:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> FakeKeyVault:
-        import certifi
-
-        ca_file, cert_file, key_file = _certificates(self.folder)
-        self.ca_bundle = self.folder / "ca-bundle.pem"
-        self.ca_bundle.write_text(Path(certifi.where()).read_text() + "\n" + ca_file.read_text())
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
-        self._tls = _TLSServer(self, context)
+        self.certs = make_certificates(
+            self.folder, [LOGIN_HOST, f"*.{VAULT_DOMAIN}", "localhost", "127.0.0.1"]
+        )
+        self._tls = _TLSServer(self, server_context(self.certs))
         self._proxy = _ProxyServer(self._tls.server_address[1])
         for server in (self._tls, self._proxy):
             threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -314,11 +237,7 @@ class FakeKeyVault:
         return {
             "AIRFLOW__SECRETS__BACKEND": BACKEND,
             "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(self.backend_kwargs()),
-            "HTTPS_PROXY": self.proxy_url,
-            "https_proxy": self.proxy_url,
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            **proxy_env(self.proxy_url, self.certs),
         }
 
     # --- what the server answers -----------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, load_dag, run_dag
+from dag_serialization import serialize
 from fake_adf import FakeDataFactory
 from lakecheck import csv_rows, raw_files, rows
 
@@ -270,19 +271,6 @@ def test_killing_the_task_cancels_the_adf_run(airflow_db, lake, adf, inbox):
 
 
 # -- 3. parameters and metadata are checked before anything reaches ADF ---------------------------
-def serialize(dag) -> None:
-    """Write a DAG defined in a test into the metadata DB, as the DAG processor would a file's."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, load_dag, run_dag, shared_data
+from dag_serialization import serialize
 
 from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
@@ -304,21 +305,6 @@ def one_job_dag(dag_id: str, job: str, **task_kwargs):
         spark_job("job", pipeline, name, {"tables": ["facts"]}, tables=["facts"], **task_kwargs)
     serialize(dag)
     return dag
-
-
-def serialize(dag) -> None:
-    """Write a DAG defined in a test into the metadata DB, as the DAG processor would a file's."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
 
 
 def test_a_bad_input_error_from_a_spark_job_is_not_retried_and_alerts_once(airflow_db, lake, inbox):

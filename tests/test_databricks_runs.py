@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from dag_serialization import serialize
 from fake_databricks import FakeDatabricks
 
 from lakehouse import databricks
@@ -111,21 +112,6 @@ def one_job_dag(dag_id: str, job: str, config: dict, **task_kwargs):
         spark_job("job", "lhtest", job, config, **task_kwargs)
     serialize(dag)
     return dag
-
-
-def serialize(dag) -> None:
-    """Write a DAG defined in a test into the metadata DB, as the DAG processor would a file's."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(), session=session
-        )
 
 
 def tries(dag_id: str, run_id: str) -> dict[str, int]:
