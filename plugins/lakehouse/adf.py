@@ -29,13 +29,11 @@ import this module (and the Azure SDK).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from pathlib import PurePosixPath
 
@@ -254,10 +252,10 @@ def accept_file(pipeline: str, source: dict, landing: dict) -> dict:
     from lakehouse.http_ingest import (
         Landed,
         SourceError,
-        check_encoding,
-        check_header,
+        check_spooled,
+        land_spooled,
         read_record,
-        source_record_path,
+        write_record,
     )
 
     table, name = source["table"], source["path"]
@@ -277,28 +275,12 @@ def accept_file(pipeline: str, source: dict, landing: dict) -> dict:
                 size += len(chunk)
         sha = digest.hexdigest()
         where = f"{name} (landed by {landed_by})"
-        if size == 0:
-            raise SourceError(f"{where}: the file is empty", retryable=False)
-        encoding = source.get("encoding", "utf-8")
-        check_encoding(spool, encoding, where)
-        spool.seek(0)
-        check_header(spool.read(64 * 1024), source["columns"], where, encoding)
+        check_spooled(spool, size, source, where, empty="the file is empty")
         previous = read_record(pipeline, table)
         if previous and previous.get("sha256") == sha:
             log.info("%s: content unchanged (sha256 %s), not landed again", where, sha[:16])
             return {**previous, "status": "unchanged"}
-
-        now = dt.datetime.now(dt.UTC)
-        suffix = PurePosixPath(name).suffix or ".dat"
-        file_name = f"{now:%Y%m%dT%H%M%S%fZ}__{sha[:16]}{suffix}"
-        target = lake_path("raw", pipeline, table)
-        target.mkdir(parents=True, exist_ok=True)
-        staging = target / f".{file_name}.tmp"
-        spool.seek(0)
-        with staging.open("wb") as out:
-            shutil.copyfileobj(spool, out, CHUNK)
-        final = target / file_name
-        staging.rename(final)
+        final, now = land_spooled(spool, pipeline, table, name, sha)
 
     record = Landed(
         table=table,
@@ -311,9 +293,7 @@ def accept_file(pipeline: str, source: dict, landing: dict) -> dict:
         last_modified=None,
         landed_at=now.isoformat(),
     ).__dict__ | {"adf_run_id": landing["run_id"], "adf_pipeline": landing["pipeline_name"]}
-    path = source_record_path(pipeline, table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    write_record(pipeline, table, record)
     log.info("%s: landed %s bytes as %s", where, size, final)
     return record
 

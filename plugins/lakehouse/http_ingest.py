@@ -153,6 +153,43 @@ def _download(hook, endpoint: str, headers: dict, name: str, sink) -> tuple[int,
         return 200, dict(response.headers), digest.hexdigest()
 
 
+def check_spooled(spool, size: int, source: dict, where: str, *, empty: str) -> None:
+    """The checks every file passes before it lands, whoever delivered it: not empty (``empty``
+    says how), the declared encoding, the declared header."""
+    if size == 0:
+        raise SourceError(f"{where}: {empty}", retryable=False)
+    encoding = source.get("encoding", "utf-8")
+    check_encoding(spool, encoding, where)
+    spool.seek(0)
+    check_header(spool.read(64 * 1024), source["columns"], where, encoding)
+
+
+def land_spooled(spool, pipeline: str, table: str, name: str, sha: str):
+    """Write the spooled file to ``raw/<pipeline>/<table>/<landing time>__<sha prefix><suffix>``
+    through a hidden staging file renamed at the end, so readers never see half a file.
+
+    Returns the file's ``ObjectStoragePath`` and its landing time."""
+    now = dt.datetime.now(dt.UTC)
+    suffix = PurePosixPath(name).suffix or ".dat"
+    file_name = f"{now:%Y%m%dT%H%M%S%fZ}__{sha[:16]}{suffix}"
+    folder = lake_path("raw", pipeline, table)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{file_name}.tmp"
+    spool.seek(0)
+    with staging.open("wb") as out:
+        shutil.copyfileobj(spool, out, CHUNK)
+    final = folder / file_name
+    staging.rename(final)
+    return final, now
+
+
+def write_record(pipeline: str, table: str, record: dict) -> None:
+    """The table's ``_sources`` record: what landed last (read back by ``read_record``)."""
+    path = source_record_path(pipeline, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+
+
 def fetch_to_raw(pipeline: str, source: dict, conn_id: str) -> dict:
     """Fetch one configured file into the raw layer unless it is unchanged; return what happened."""
     from airflow.providers.http.hooks.http import HttpHook
@@ -172,27 +209,11 @@ def fetch_to_raw(pipeline: str, source: dict, conn_id: str) -> dict:
             log.info("%s: not modified since %s (HTTP 304)", name, previous["landed_at"])
             return {**previous, "status": "unchanged"}
         size = spool.tell()
-        if size == 0:
-            raise SourceError(f"{name}: the server sent an empty file", retryable=False)
-        encoding = source.get("encoding", "utf-8")
-        check_encoding(spool, encoding, name)
-        spool.seek(0)
-        check_header(spool.read(64 * 1024), source["columns"], name, encoding)
+        check_spooled(spool, size, source, name, empty="the server sent an empty file")
         if previous and previous.get("sha256") == sha:
             log.info("%s: content unchanged (sha256 %s), not landed again", name, sha[:16])
             return {**previous, "status": "unchanged"}
-
-        now = dt.datetime.now(dt.UTC)
-        suffix = PurePosixPath(name).suffix or ".dat"
-        file_name = f"{now:%Y%m%dT%H%M%S%fZ}__{sha[:16]}{suffix}"
-        folder = lake_path("raw", pipeline, table)
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / f".{file_name}.tmp"
-        spool.seek(0)
-        with staging.open("wb") as out:
-            shutil.copyfileobj(spool, out, CHUNK)
-        final = folder / file_name
-        staging.rename(final)
+        final, now = land_spooled(spool, pipeline, table, name, sha)
 
     landed = Landed(
         table=table,
@@ -205,9 +226,7 @@ def fetch_to_raw(pipeline: str, source: dict, conn_id: str) -> dict:
         last_modified=headers.get("Last-Modified"),
         landed_at=now.isoformat(),
     )
-    record = source_record_path(pipeline, table)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(asdict(landed), indent=2))
+    write_record(pipeline, table, asdict(landed))
     log.info("%s: landed %s bytes as %s", name, size, final)
     return asdict(landed)
 
