@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from azurite import azurite  # noqa: F401
+from prereq import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -104,10 +105,11 @@ def _free_port() -> int:
 
 
 def shared_data(name: str) -> Path:
-    """A folder of ../shared/data, or a skip naming what is missing."""
+    """A folder of ../shared/data; without it a skip naming what is missing, a failure under CI=true
+    (CI has the shared data: a run that lost it would quietly leave out every real-data test)."""
     path = SHARED_DATA / name
     if not path.is_dir():
-        pytest.skip(f"real source data not found at {path} (the shared data folder beside the repository)")
+        missing(f"real source data not found at {path} (the shared data folder beside the repository)")
     return path
 
 

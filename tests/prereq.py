@@ -2,7 +2,7 @@
 
 Locally it skips, saying what is missing. Under ``CI=true`` (``.ci/run`` sets it) it fails: CI must
 install and start everything the tests need, so a missing prerequisite is a broken CI set-up, not
-a test to leave out. Data that is not part of the repository (``shared_data``) is not a prerequisite.
+a test to leave out. That includes the real source data beside the repository (``shared_data``).
 """
 
 from __future__ import annotations
