@@ -66,6 +66,8 @@ def validate(meta: dict, where: str) -> dict:
         _check(NAME, table, "presentation table name", where)
     if "tables" in meta:
         _validate_sql_source(meta, where)
+    if meta.get("kind") == "schema_copy":
+        _validate_schema_copy(meta, where)
     if "landing" in meta:
         _validate_landing(meta["landing"], f"{where} landing")
     return meta
@@ -187,35 +189,7 @@ def _validate_sql_source(meta: dict, where: str) -> None:
     _check(COLUMN, source.get("conn_id"), "source conn_id", f"{where} source")
     if source.get("schema") is not None:
         _check(COLUMN, source["schema"], "source schema", f"{where} source")
-    interval = (meta.get("schedule") or {}).get("interval")
-    if (
-        not isinstance(interval, dict)
-        or not interval
-        or any(k not in ("days", "hours") or not isinstance(v, int) or v <= 0 for k, v in interval.items())
-    ):
-        raise MetadataError(
-            f"{where} schedule: interval must be like {{days: 1}} or {{hours: 6}}, not {interval!r}"
-        )
-    schedule = meta.get("schedule") or {}
-    for name in ("start_date", "end_date"):
-        value = schedule.get(name)
-        if (value is not None or name == "start_date") and type(value) is not dt.date:
-            raise MetadataError(
-                f"{where} schedule: {name} must be a date (YYYY-MM-DD, unquoted), not {value!r}"
-            )
-    lookback = (meta.get("schedule") or {}).get("lookback_windows", 0)
-    if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
-        raise MetadataError(
-            f"{where} schedule: lookback_windows must be a whole number >= 0, not {lookback!r}"
-        )
-    max_windows = schedule.setdefault("max_windows", 366)
-    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1:
-        raise MetadataError(f"{where} schedule: max_windows must be a whole number >= 1, not {max_windows!r}")
-    if lookback + 1 > max_windows:
-        raise MetadataError(
-            f"{where} schedule: lookback_windows {lookback} reads {lookback + 1} windows a run, "
-            f"more than max_windows {max_windows}"
-        )
+    _validate_window_schedule(meta, where)
     names = set()
     for index, spec in enumerate(meta["tables"]):
         here = f"{where} tables[{index}]"
@@ -264,6 +238,86 @@ def _validate_sql_source(meta: dict, where: str) -> None:
             raise MetadataError(
                 f"{here}: keys must be the fact table's keys {fact_keys}, not {view['keys']!r}"
             )
+
+
+def _validate_window_schedule(meta: dict, where: str) -> None:
+    """The window grid of a SQL copy: interval, start (and end) date, lookback, max windows."""
+    interval = (meta.get("schedule") or {}).get("interval")
+    if (
+        not isinstance(interval, dict)
+        or not interval
+        or any(k not in ("days", "hours") or not isinstance(v, int) or v <= 0 for k, v in interval.items())
+    ):
+        raise MetadataError(
+            f"{where} schedule: interval must be like {{days: 1}} or {{hours: 6}}, not {interval!r}"
+        )
+    schedule = meta.get("schedule") or {}
+    for name in ("start_date", "end_date"):
+        value = schedule.get(name)
+        if (value is not None or name == "start_date") and type(value) is not dt.date:
+            raise MetadataError(
+                f"{where} schedule: {name} must be a date (YYYY-MM-DD, unquoted), not {value!r}"
+            )
+    lookback = (meta.get("schedule") or {}).get("lookback_windows", 0)
+    if not isinstance(lookback, int) or isinstance(lookback, bool) or lookback < 0:
+        raise MetadataError(
+            f"{where} schedule: lookback_windows must be a whole number >= 0, not {lookback!r}"
+        )
+    max_windows = schedule.setdefault("max_windows", 366)
+    if not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1:
+        raise MetadataError(f"{where} schedule: max_windows must be a whole number >= 1, not {max_windows!r}")
+    if lookback + 1 > max_windows:
+        raise MetadataError(
+            f"{where} schedule: lookback_windows {lookback} reads {lookback + 1} windows a run, "
+            f"more than max_windows {max_windows}"
+        )
+
+
+# Patterns choosing a schema's tables: shell wildcards on names, nothing that could be a path or SQL.
+TABLE_PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!$ -]{1,128}$")
+TIMESTAMP_CONVENTIONS = ("utc",)
+
+
+def _validate_schema_copy(meta: dict, where: str) -> None:
+    """A whole schema copied by configuration: the source, the window grid, silver, serving."""
+    import zoneinfo
+
+    source = meta.get("source") or {}
+    here = f"{where} source"
+    _check(COLUMN, source.get("conn_id"), "source conn_id", here)
+    if source.get("schema") is not None:
+        _check(COLUMN, source["schema"], "source schema", here)
+    for key in ("include", "exclude"):
+        patterns = source.setdefault(key, ["*"] if key == "include" else [])
+        if not isinstance(patterns, list):
+            raise MetadataError(f"{here}: {key} must be a list of table name patterns")
+        for pattern in patterns:
+            _check(TABLE_PATTERN, pattern, f"{key} pattern", here)
+    for column in source.setdefault("change_columns", []):
+        _check(COLUMN, column, "change column", here)
+    incremental = source.setdefault("incremental", {})
+    if not isinstance(incremental, dict):
+        raise MetadataError(f"{here}: incremental must map source tables to their change column")
+    for table, column in incremental.items():
+        _check(COLUMN, table, "incremental table", here)
+        _check(COLUMN, column, "incremental change column", here)
+    timezone = source.setdefault("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(str(timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise MetadataError(f"{here}: timezone {timezone!r} is not an IANA time zone") from None
+    chunk = source.setdefault("chunk_rows", 50_000)
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= 10_000_000:
+        raise MetadataError(f"{here}: chunk_rows must be a whole number from 1 to 10000000, not {chunk!r}")
+    if source.get("queue") is not None:
+        _check(COLUMN, source["queue"], "worker queue", here)
+    _validate_window_schedule(meta, where)
+    convention = (meta.setdefault("silver", {})).setdefault("timestamps", "utc")
+    if convention not in TIMESTAMP_CONVENTIONS:
+        raise MetadataError(
+            f"{where} silver: timestamps must be one of {TIMESTAMP_CONVENTIONS}, not {convention!r}"
+        )
+    _check(NAME, (meta.get("serving") or {}).get("schema"), "serving schema", f"{where} serving")
 
 
 def _validate_drop_source(source: dict, here: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -128,3 +129,19 @@ def delta_storage_options() -> dict[str, str] | None:
 
         options = from_connection()
     return {**options, **{str(k): str(v) for k, v in extra.items()}} or None
+
+
+QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def source_queue(pipeline: str, configured: str | None = None) -> str | None:
+    """The worker queue of the tasks that read a pipeline's source: ``<PIPELINE>_SOURCE_QUEUE``,
+    else the metadata's ``source.queue``, else None (the default queue).
+
+    A queue served by a worker inside the source's network is Airflow's counterpart of Data
+    Factory's self-hosted integration runtime (CeleryExecutor or EdgeExecutor; README)."""
+    setting = f"{pipeline.upper()}_SOURCE_QUEUE"
+    value = _env(setting) or configured
+    if value is not None and not QUEUE.match(value):
+        raise ValueError(f"{setting}={value!r}: a queue name is letters, digits, '_', '.', '-' (at most 64)")
+    return value
