@@ -4,9 +4,10 @@ The Azure provider's ``PowerBIDatasetRefreshOperator``, its trigger and hook run
 (a Kiota/httpx client) calls ``https://api.powerbi.com/v1.0/myorg/...`` with a token that
 azure-identity gets from ``https://login.microsoftonline.com``. This server is the HTTPS proxy they
 reach those hosts through (``HTTPS_PROXY``, as a corporate network sets it; the connection's
-``trust_env`` extra lets the hook's httpx client read it), answering ``CONNECT`` for those two hosts only and speaking TLS with a certificate for
-them signed by a throwaway test CA (``tests/fake_tls.py``; trusted through the connection's
-``verify`` extra, a CA bundle of certifi's roots plus the test CA). It serves:
+``trust_env`` extra lets the hook's httpx client read it), answering ``CONNECT`` for those two
+hosts only and speaking TLS with a certificate for them signed by a throwaway test CA
+(``tests/fake_tls.py``; trusted through the connection's ``verify`` extra, a CA bundle of certifi's
+roots plus the test CA). It serves:
 
 - ``GET  login.microsoftonline.com/<tenant>/v2.0/.well-known/openid-configuration``
 - ``POST login.microsoftonline.com/<tenant>/oauth2/v2.0/token`` (client credentials, Power BI's scope)

@@ -86,10 +86,11 @@ def test_failed_refresh_fails_the_task_with_power_bi_s_error(airflow_db, powerbi
 
 def test_unknown_dataset_fails_with_not_found(airflow_db, powerbi):
     # the fake knows no dataset: Power BI answers 404 to the refresh request
-    run, tis = run_refresh_dag("powerbi_refresh_unknown")
+    _, tis = run_refresh_dag("powerbi_refresh_unknown")
     assert str(tis["refresh_powerbi"].state) == "failed"
     (post,) = powerbi.calls("POST", "/refreshes")
-    assert post.authorized and not powerbi.refreshes
+    assert post.authorized
+    assert not powerbi.refreshes
 
 
 def test_no_dataset_configured_skips_saying_which_setting(airflow_db, monkeypatch, capfd):
