@@ -58,14 +58,16 @@ help:
 	@echo "make lock     re-pin requirements.txt from requirements.in"
 	@echo "make format   apply ruff's formatting and fixes"
 
-# System packages the tests need: PostgreSQL's server binaries (the tests start a private server),
-# docker-compose (validates docker-compose.yaml), Maven (Spark's JVM packages), node/npm (Azurite).
+# System packages the tests need: PostgreSQL's and MariaDB's server binaries (the tests start private
+# servers), docker-compose (validates docker-compose.yaml), Maven (Spark's JVM packages), node/npm
+# (Azurite).
 # As root on Debian, the missing ones are installed with apt-get (its lists updated only then);
 # otherwise they are named. With all of them there, this calls nothing.
 prereqs:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
 		|| missing="$$missing postgresql"; \
+	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \

@@ -54,8 +54,8 @@ _SERVICES: list = []  # what pytest_configure started, stopped by pytest_unconfi
 
 def pytest_configure(config):
     """Start the run's services once for all workers (in the controller): a private PostgreSQL
-    server (``LAKEHOUSE_TEST_PG``) and the Spark Connect server (``SPARK_REMOTE``). Either set
-    beforehand means "use that one"."""
+    server (``LAKEHOUSE_TEST_PG``), a private MariaDB server (``LAKEHOUSE_TEST_MARIADB``) and the
+    Spark Connect server (``SPARK_REMOTE``). Any of them set beforehand means "use that one"."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller started them
         return
     if not os.environ.get("LAKEHOUSE_TEST_PG"):
@@ -70,6 +70,19 @@ def pytest_configure(config):
         if postgres is not None:
             _SERVICES.append(postgres)
             os.environ["LAKEHOUSE_TEST_PG"] = postgres.address
+    if not os.environ.get("LAKEHOUSE_TEST_MARIADB"):
+        pytest.register_assert_rewrite("mariadb")  # test modules load it as a plugin (its fixture)
+        import mariadb
+
+        try:
+            server = mariadb.start_mariadb(Path(tempfile.mkdtemp(prefix="mariadb-test-")))
+        except mariadb.MariaDBUnavailableError:
+            if os.environ.get("CI") == "true":
+                raise  # CI must have installed it (`make prereqs`); its tests would only skip
+            server = None  # the MariaDB tests skip, naming what is missing
+        if server is not None:
+            _SERVICES.append(server)
+            os.environ["LAKEHOUSE_TEST_MARIADB"] = server.address
     if not os.environ.get("SPARK_REMOTE"):
         from lakehouse import spark_server
 
