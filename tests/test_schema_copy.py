@@ -514,3 +514,72 @@ def test_bad_value_fails_naming_row_and_next_attempt_cleans_up(sqlite_source, la
     assert len(manifest["files"]) == 3
     assert data.column("Qty").to_pylist() == [1, 2, 3, 4, 5]
     assert data.column("Price").to_pylist()[3] == decimal.Decimal("4.10")
+
+
+# -- an Azure lake ---------------------------------------------------------------------------
+def test_copy_to_azure_storage(azurite, sqlite_source, monkeypatch):
+    """The same layout written through ObjectStoragePath (abfs://, adlfs) on Azurite; read back with
+    azure-storage-blob, not the code under test."""
+    import contextlib
+    import io
+    import logging
+    import secrets
+
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    with contextlib.suppress(ResourceExistsError):
+        service.create_container("awlake")
+    prefix = f"t{secrets.token_hex(4)}"
+    monkeypatch.setenv("LAKE_ROOT", f"abfs://awlake/{prefix}")
+    monkeypatch.setenv("LAKE_CONN_ID", "aw_lake")
+    monkeypatch.setenv("AIRFLOW_CONN_AW_LAKE", azurite.airflow_connection())
+    src = Source(sqlite_source, monkeypatch, None, "sqlite")
+    aw_source.create(src.engine)
+    found = schema_copy.discover(CONN_ID, src.config())
+    spec = next(s for s in found["tables"] if s["table"] == "sales_order_header")
+    first = schema_copy.copy_table(PIPELINE, spec, src.config(), [W1], "run-1")
+    second = schema_copy.copy_table(PIPELINE, spec, src.config(), [W1], "run-2")  # replaces the load
+    container = service.get_container_client("awlake")
+    names = sorted(b.name for b in container.list_blobs(name_starts_with=f"{prefix}/bronze/{PIPELINE}/"))
+    base = f"{prefix}/bronze/{PIPELINE}"
+    parts = [f"{base}/sales_order_header/{W1.wid}/{name}" for name in second["files"]]
+    assert [n for n in names if not n.endswith("/")] == sorted(
+        [*parts, f"{base}/_loads/sales_order_header/{W1.wid}.json"]
+    ), "the first attempt's parts are deleted"
+    assert set(first["files"]).isdisjoint(second["files"])
+    manifest = json.loads(
+        container.download_blob(f"{base}/_loads/sales_order_header/{W1.wid}.json").readall()
+    )
+    assert manifest["run_id"] == "run-2"
+    assert manifest["rows"] == 15
+    data = pa.concat_tables(pq.read_table(io.BytesIO(container.download_blob(p).readall())) for p in parts)
+    assert_same_rows(manifest, data, aw_source.rows()["SalesOrderHeader"])
+    assert schema_copy.dropped_tables(PIPELINE, found) == []
+    assert schema_copy.dropped_tables(PIPELINE, {"tables": [], "excluded": []}) == ["sales_order_header"]
+
+
+def test_naive_timestamps_in_the_source_time_zone(pg, lake):
+    """source.timezone: naive change values are wall times there, so the UTC windows are shifted."""
+    pg.execute("CREATE TABLE saleslt.notes (id int PRIMARY KEY, body text, modified_date timestamp NOT NULL)")
+    pg.execute(
+        "INSERT INTO saleslt.notes VALUES (1, 'a', '2024-12-31 23:00'), "
+        "(2, 'b', '2025-01-01 18:59:59.999999'), (3, 'c', '2025-01-01 19:00'), "
+        "(4, 'd', '2025-01-02 18:59:59'), (5, 'e', '2025-01-02 19:00')"
+    )
+    config = pg.config(timezone="America/New_York")  # UTC-5 in January
+    spec = schema_copy.discover(CONN_ID, config)["tables"][0]
+    assert spec["mode"] == "incremental"
+    assert spec["change_column"] == "modified_date"
+    schema_copy.copy_table(PIPELINE, spec, config, [W1], "run-1")
+    schema_copy.copy_table(PIPELINE, spec, config, [W2], "run-2")
+    initial, w1 = load(lake, "notes", W1.wid)
+    incremental, w2 = load(lake, "notes", W2.wid)
+    assert initial["mode"] == "initial"
+    assert w1.column("id").to_pylist() == [1, 2]  # before 2025-01-02 00:00 UTC
+    assert incremental["mode"] == "incremental"
+    assert w2.column("id").to_pylist() == [3, 4]
+    assert w2.column("modified_date").to_pylist()[0] == dt.datetime(2025, 1, 1, 19)  # the wall time, kept
+    assert incremental["max_change"] == "2025-01-02T18:59:59"
