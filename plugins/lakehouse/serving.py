@@ -180,9 +180,26 @@ def _staging_name(table: str) -> str:
     return name
 
 
-def _published(cursor, schema: str) -> dict[str, dict]:
+def _driver(conn):
+    """``(sql module, copy(cursor, statement, text))`` for the hook's connection: psycopg 3 or
+    psycopg2 (``PostgresHook`` picks one by what is installed); both quote with their ``sql``."""
+    if type(conn).__module__.split(".")[0] == "psycopg":
+        from psycopg import sql
+
+        def copy(cursor, statement, text) -> None:
+            with cursor.copy(statement) as stream:
+                stream.write(text.getvalue())
+
+        return sql, copy
     from psycopg2 import sql
 
+    def copy(cursor, statement, text) -> None:
+        cursor.copy_expert(statement.as_string(conn), text)
+
+    return sql, copy
+
+
+def _published(sql, cursor, schema: str) -> dict[str, dict]:
     cursor.execute(
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.{} (table_name text PRIMARY KEY, delta_table_id text NOT NULL,"
@@ -221,7 +238,6 @@ def publish_postgres(
     are gone from gold: they stay in the warehouse, not refreshed.
     """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
-    from psycopg2 import sql
 
     check_name("pipeline", pipeline)
     check_name("warehouse schema", schema)
@@ -233,8 +249,9 @@ def publish_postgres(
     if int(batch_rows) < 1:
         raise ValueError(f"batch_rows must be positive, not {batch_rows!r}")
 
-    ident = sql.Identifier
     conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    sql, _ = _driver(conn)
+    ident = sql.Identifier
     result: dict = {"published": {}, "unchanged": [], "kept": []}
     try:
         conn.autocommit = False
@@ -243,7 +260,7 @@ def publish_postgres(
             cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"lakehouse.serving.{schema}",))
             try:
                 cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(schema)))
-                before = _published(cursor, schema)
+                before = _published(sql, cursor, schema)
                 conn.commit()
                 for table in wanted:
                     delta, uri = _gold_delta(pipeline, table)
@@ -284,8 +301,7 @@ def publish_postgres(
 def _load_and_swap(conn, cursor, delta, uri, schema, table, source, batch_rows) -> int:
     """One transaction: a staging table filled by COPY batches, then the old table dropped and the
     staging table renamed into its place, and ``_published`` updated. Nothing is seen before commit."""
-    from psycopg2 import sql
-
+    sql, copy_text = _driver(conn)
     ident = sql.Identifier
     staging = _staging_name(table)
     fields = delta.schema().fields
@@ -306,7 +322,7 @@ def _load_and_swap(conn, cursor, delta, uri, schema, table, source, batch_rows) 
         )
         rows = 0
         for batch in _batches(delta, columns, batch_rows):
-            cursor.copy_expert(copy.as_string(conn), _copy_text(batch))
+            copy_text(cursor, copy, _copy_text(batch))
             rows += batch.num_rows
         cursor.execute(sql.SQL("ANALYZE {}.{}").format(ident(schema), ident(staging)))
         # the swap: readers waiting on the old table's lock find the new one by name after commit
@@ -488,6 +504,8 @@ def serving_task(pipeline: str, schema: str, *, group_id: str = "publish_warehou
     check_name("warehouse schema", schema)
     kind = warehouse_kind()
     conn_id = warehouse_conn_id()
+    if kind == "databricks":
+        warehouse_catalog()
     with TaskGroup(group_id=group_id) as group:
         if kind == "postgres":
 
