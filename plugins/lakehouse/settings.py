@@ -145,3 +145,10 @@ def source_queue(pipeline: str, configured: str | None = None) -> str | None:
     if value is not None and not QUEUE.match(value):
         raise ValueError(f"{setting}={value!r}: a queue name is letters, digits, '_', '.', '-' (at most 64)")
     return value
+
+
+def source_schema(pipeline: str, configured: str | None) -> str | None:
+    """The source schema a schema copy reads: ``<PIPELINE>_SOURCE_SCHEMA``, else the metadata's
+    ``source.schema`` (the same schema can have another name in another environment: ``main`` in
+    the demo's SQLite file). Checked against the source's catalog when a run starts."""
+    return _env(f"{pipeline.upper()}_SOURCE_SCHEMA") or configured

@@ -64,7 +64,7 @@ def extract_sql_table(
     from lakehouse.sql_ingest import extract_table
 
     get_current_context()["table_name"] = spec["table"]
-    windows = _windows_of_run(grid, params, data_interval_start, data_interval_end)
+    windows = windows_of_run(grid, params, data_interval_start, data_interval_end)
     summary = extract_table(pipeline, spec, source, windows, run_id)
     if not summary["windows"]:
         raise AirflowSkipException(
@@ -81,7 +81,7 @@ def extract_sql_table(
     return summary
 
 
-def _windows_of_run(grid: dict, params, data_interval_start, data_interval_end):
+def windows_of_run(grid: dict, params, data_interval_start, data_interval_end):
     """The windows the run's params and data interval ask for, checked as a whole; a bad
     parameter fails the task without a retry (a retry would read the same params)."""
     import datetime as dt
@@ -116,7 +116,7 @@ def check_params(grid: dict, *, params=None, data_interval_start=None, data_inte
     validates each Param alone). A refusal fails this task without a retry, and the tasks after it
     never start.
     """
-    windows = _windows_of_run(grid, params, data_interval_start, data_interval_end)
+    windows = windows_of_run(grid, params, data_interval_start, data_interval_end)
     summary = {
         "windows": len(windows),
         "from": windows[0].start.isoformat(),
