@@ -494,6 +494,11 @@ def test_serving_task_by_kind(monkeypatch):
 
     dag = _build(monkeypatch)
     assert sorted(dag.task_dict) == ["publish_warehouse.publish_postgres"]
+    from airflow.sdk import DAG
+
+    with DAG("serving_meta", schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=UTC)) as dag:
+        serving.serving_task(PIPELINE, {"schema": SCHEMA})  # the metadata's serving mapping
+    assert sorted(dag.task_dict) == ["publish_warehouse.publish_postgres"]
 
     dag = _build(monkeypatch, WAREHOUSE_KIND="synapse", WAREHOUSE_CONN_ID="synapse_sql")
     run = dag.task_dict["publish_warehouse.run_sql"]

@@ -487,7 +487,7 @@ def warehouse_statements(pipeline: str, schema: str, kind: str, tables: list[str
     raise ValueError(f"no SQL statements for warehouse kind {kind!r}")
 
 
-def serving_task(pipeline: str, schema: str, *, group_id: str = "publish_warehouse", **task_kwargs):
+def serving_task(pipeline: str, schema: str | dict, *, group_id: str = "publish_warehouse", **task_kwargs):
     """The publish step, as configured (``WAREHOUSE_KIND``, ``WAREHOUSE_CONN_ID``, and for
     Databricks ``WAREHOUSE_CATALOG`` and ``WAREHOUSE_HTTP_PATH``): a TaskGroup to chain with ``>>``.
 
@@ -496,10 +496,13 @@ def serving_task(pipeline: str, schema: str, *, group_id: str = "publish_warehou
       ``run_sql``, a ``SQLExecuteQueryOperator`` on the connection (type ``mssql``);
     * databricks: ``warehouse_sql`` >> ``run_sql``, a ``DatabricksSqlOperator``.
 
+    ``schema``: the warehouse schema, or the metadata's ``serving`` mapping (``{"schema": ...}``).
     ``task_kwargs`` go to every task (retries, pool, ...). Names are checked here, at DAG parse.
     """
     from airflow.sdk import TaskGroup, task
 
+    if isinstance(schema, dict):
+        schema = schema.get("schema")
     check_name("pipeline", pipeline)
     check_name("warehouse schema", schema)
     kind = warehouse_kind()
@@ -566,10 +569,16 @@ def powerbi_settings() -> dict:
     return out
 
 
-def powerbi_refresh_task(task_id: str = "refresh_powerbi", **task_kwargs):
+def powerbi_refresh_task(pipeline: str | None = None, *, task_id: str = "refresh_powerbi", **task_kwargs):
     """The Power BI dataset refresh (the Azure provider's ``PowerBIDatasetRefreshOperator``, which
     always defers: a triggerer must run), from the ``POWERBI_*`` settings. Without a dataset and
-    workspace configured: a task that is skipped, saying which setting is missing."""
+    workspace configured: a task that is skipped, saying which setting is missing. ``pipeline``
+    (optional) only names the pipeline in the task's documentation."""
+    if pipeline is not None:
+        check_name("pipeline", pipeline)
+        task_kwargs.setdefault(
+            "doc_md", f"Refreshes the Power BI dataset built on the `{pipeline}` warehouse tables."
+        )
     config = powerbi_settings()
     if config["missing"]:
         from airflow.sdk import task
