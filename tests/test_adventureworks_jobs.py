@@ -318,8 +318,12 @@ class Story:
     gold_error: str = ""
 
 
-def capture(story: Story, spark, step: str, lake: Path, model: Model | None) -> None:
-    story.steps[step] = {t: (silver_rows(spark, lake, t), gold_rows(lake, t)) for t in TABLES}
+def capture(
+    story: Story, spark, step: str, lake: Path, model: Model | None, *, with_gold: bool = True
+) -> None:
+    story.steps[step] = {
+        t: (silver_rows(spark, lake, t), gold_rows(lake, t) if with_gold else None) for t in TABLES
+    }
     story.versions[step] = versions(lake)
     if model is not None:
         story.models[step] = {t: model.rows(t) for t in TABLES}
@@ -393,9 +397,8 @@ def story(spark, tmp_path_factory) -> Story:
         shutil.move(
             held / f"{spec.table}.json", lake_b / "bronze/adventureworks/_loads" / spec.table / f"{L1}.json"
         )
-    run(silver, lake_b, "b2")
-    run(gold, lake_b, "b2")
-    capture(story, spark, "lake_b", lake_b, None)
+    run(silver, lake_b, "b2")  # gold is a function of silver: not run here
+    capture(story, spark, "lake_b", lake_b, None, with_gold=False)
 
     # bad input on lake A: a manifest whose table is not its folder's; columns colliding in gold
     write_load(lake, Spec("broken", "Broken", (("ID", "int32"),)), L2, "full", [(1,)])
@@ -495,8 +498,7 @@ def test_loads_in_reverse_order_give_the_same_tables(story):
         return ordered([{k: v for k, v in r.items() if k != "_run_id"} for r in rows])
 
     for table in TABLES:
-        for a, b in zip(story.steps["r3"][table], story.steps["lake_b"][table], strict=True):
-            assert without_run(b) == without_run(a), table
+        assert without_run(story.steps["lake_b"][table][0]) == without_run(story.steps["r3"][table][0]), table
 
 
 def test_silver_tables_have_the_change_feed_or_column_mapping_and_merge_through_deletion_vectors(

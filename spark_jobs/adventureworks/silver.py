@@ -445,7 +445,6 @@ def apply_table(job: Job, table: str, loads: list[Load], done: set, timezone: st
         rows = newest_per_key(df, newest)
         if exists:
             rows = evolve(job, table, uri, rows)
-        rows = rows.localCheckpoint(eager=True)
         metadata = {"run_id": job.run_id, "job": job.name, "loads": [load.load_id for load in pending]}
         if exists and not rows_read:
             result = {"inserted": 0, "updated": 0}
