@@ -530,3 +530,69 @@ def test_columns_colliding_in_snake_case_fail_gold_naming_the_table_and_both(sto
     assert "'OrderID'" in story.gold_error
     assert "'order_id'" in story.gold_error
     assert "gold.clash" not in story.versions["r4"]
+
+
+# -- manifest checks (no Spark) ----------------------------------------------------------------------------
+GOOD = {
+    "table": "t",
+    "source_schema": "SalesLT",
+    "source_table": "T",
+    "load_id": L1,
+    "mode": "incremental",
+    "change_column": "ModifiedDate",
+    "primary_key": ["ID"],
+    "columns": [{"name": "ID", "kind": "int32"}, {"name": "ModifiedDate", "kind": "timestamp"}],
+    "files": ["part-x-00000.parquet"],
+    "rows": 1,
+}
+
+
+def test_a_good_manifest_is_read():
+    load = silver.parse_manifest("t", f"{L1}.json", json.dumps(GOOD))
+    assert (load.mode, load.primary_key, load.change_column, load.source_table) == (
+        "incremental",
+        ("ID",),
+        "ModifiedDate",
+        "SalesLT.T",
+    )
+    assert load.columns == (("ID", "int32"), ("ModifiedDate", "timestamp"))
+    assert (
+        load.fingerprint
+        != silver.parse_manifest("t", f"{L1}.json", json.dumps({**GOOD, "rows": 2})).fingerprint
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"table": "u"}, "table 'u' is not the folder's 't'"),
+        ({"load_id": L2}, "load_id '20250102T000000' is not the file's name"),
+        ({"mode": "delta"}, "mode 'delta' is not one of"),
+        ({"files": ["../../silver/x.parquet"]}, "must be a non-empty list of parquet file names"),
+        ({"files": []}, "must be a non-empty list of parquet file names"),
+        ({"rows": -1}, "rows -1 is not a count"),
+        ({"primary_key": []}, "mode incremental needs a primary_key and a change_column"),
+        ({"primary_key": ["Nope"]}, "primary_key ['Nope'] is not a list of its columns"),
+        ({"change_column": "Nope"}, "change_column 'Nope' is not one of its columns"),
+        (
+            {"columns": [{"name": "ID", "kind": "geometry"}]},
+            "column 'ID': kind 'geometry' is not one silver reads",
+        ),
+        ({"columns": [{"name": "ID", "kind": "decimal(40,2)"}]}, "kind 'decimal(40,2)'"),
+        (
+            {"columns": [{"name": "id", "kind": "int32"}, {"name": "ID", "kind": "int32"}]},
+            "'ID' appears twice",
+        ),
+        ({"columns": [{"name": "_Run_ID", "kind": "string"}]}, "the name of an ingestion column"),
+    ],
+)
+def test_a_manifest_that_does_not_fit_fails_naming_it(change, says):
+    with pytest.raises(silver.BronzeLoadError) as caught:
+        silver.parse_manifest("t", f"{L1}.json", json.dumps({**GOOD, **change}))
+    assert str(caught.value).startswith(f"bronze manifest _loads/t/{L1}.json: ")
+    assert says in str(caught.value)
+
+
+def test_a_manifest_that_is_not_json_fails_naming_it():
+    with pytest.raises(silver.BronzeLoadError, match=f"_loads/t/{L1}.json: not JSON"):
+        silver.parse_manifest("t", f"{L1}.json", '{"table": "t",')

@@ -107,6 +107,18 @@ class SourceNamesEngine(DeltaEngine):
             raise ValueError(f"invalid column name {column!r}")
         return "`" + column.replace("`", "``") + "`"
 
+    def add_columns(self, uri: str, columns: list[tuple[str, T.DataType]]) -> None:
+        """``ALTER TABLE ... ADD COLUMNS``, under the lock that keeps a concurrent MERGE's commit
+        metadata (a session setting) out of this commit."""
+        ddl = ", ".join(f"{self.ident(name)} {data_type.simpleString()}" for name, data_type in columns)
+        try:
+            with self._merge_lock:
+                self.spark.sql(f"ALTER TABLE {self.table_ref(uri)} ADD COLUMNS ({ddl})").collect()
+        except Exception as exc:
+            raise self._fail("adding columns", uri, exc) from exc
+        finally:
+            self._wrote(uri)
+
 
 @dataclass(frozen=True)
 class Load:
@@ -200,7 +212,7 @@ def parse_manifest(table: str, file_name: str, text: str) -> Load:
     if change is not None and change not in names:
         raise fail(f"change_column {shorten(repr(change))} is not one of its columns")
     if mode != "full" and (not key or change is None):
-        raise fail(f"a {mode} load needs a primary_key and a change_column")
+        raise fail(f"mode {mode} needs a primary_key and a change_column")
     files = m.get("files")
     if (
         not isinstance(files, list)
@@ -401,9 +413,7 @@ def evolve(job: Job, table: str, uri: str, df):
             df = df.withColumnRenamed(name, existing)
     if added:
         check_mapping(job, table, uri, [name for name, _ in added])
-        ddl = ", ".join(f"{SourceNamesEngine.ident(n)} {t.simpleString()}" for n, t in added)
-        job.spark.sql(f"ALTER TABLE {job.engine.table_ref(uri)} ADD COLUMNS ({ddl})").collect()
-        job.engine._wrote(uri)
+        job.engine.add_columns(uri, added)
         log.info("silver.%s: columns added: %s", table, [n for n, _ in added])
         job.count("silver", table, "columns_added", len(added))
     have = {f.name.lower() for f in df.schema.fields}
