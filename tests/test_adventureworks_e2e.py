@@ -33,6 +33,9 @@ pytest_plugins = ["sourcedb", "mariadb"]
 UTC = dt.UTC
 DAY1 = dt.date(2025, 1, 1)  # the pipeline's start_date: the first (initial) load of every table
 DAY2 = dt.date(2025, 1, 2)
+DAY3 = dt.date(2025, 1, 3)
+# A column type the pipeline cannot map, per dialect.
+UNMAPPABLE = {"postgresql": "int4range", "mariadb": "POINT"}
 CHANGED_AT = dt.datetime(2025, 1, 2, 10, 30, 15)  # inside DAY2's window
 PIPELINE = "adventureworks"
 SERVING_SCHEMA = "adventureworks"
@@ -133,7 +136,7 @@ def source(request, monkeypatch):
         schema = db.name  # MariaDB's schemas are its databases
     monkeypatch.setenv("AIRFLOW_CONN_ADVENTUREWORKS_SQL", db.conn)
     monkeypatch.setenv("ADVENTUREWORKS_SOURCE_SCHEMA", schema)
-    return db, schema
+    return db, schema, request.param
 
 
 @pytest.fixture
@@ -163,7 +166,7 @@ def source_pg():
 
 
 def test_schema_copied_conformed_and_served(airflow_db, lake, source, warehouse, monkeypatch):
-    db, schema = source
+    db, schema, dialect = source
     monkeypatch.setenv("AIRFLOW_CONN_ADVENTUREWORKS_WAREHOUSE", warehouse.conn)
     engine = db.engine()
     aw_source.create(engine, schema)
@@ -209,3 +212,24 @@ def test_schema_copied_conformed_and_served(airflow_db, lake, source, warehouse,
     served = run_dag(f"{PIPELINE}_serve", logical_date=logical(DAY2))
     assert served.state == "success", served.tasks
     assert_same(warehouse_rows(warehouse.url), want, "warehouse after day 2")
+
+    # Day 3: a table with a column of a type the pipeline cannot map. Discovery refuses the run,
+    # naming the table, column and type (in the task's log); nothing is copied or rewritten.
+    table = '"Booking"' if dialect == "postgresql" else "`Booking`"
+    where = f"{schema}.{table}" if dialect == "postgresql" else table
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {where} (id INTEGER PRIMARY KEY, seats {UNMAPPABLE[dialect]})")
+    versions = lake_versions(lake)
+    third = run_dag(f"{PIPELINE}_copy", logical_date=logical(DAY3))
+    assert third.state == "failed"
+    assert third.tasks["discover_tables"] == "failed"
+    assert third.tasks["silver"] == "upstream_failed"
+    assert lake_versions(lake) == versions
+    assert not list((lake / "bronze" / PIPELINE).glob("*/20250103T000000"))
+
+
+def lake_versions(lake) -> dict[str, int]:
+    """Every Delta table's version, and the count of bronze files: what a refused run must not change."""
+    found = {str(p.parent): DeltaTable(str(p.parent)).version() for p in lake.glob("*/*/*/_delta_log")}
+    found["bronze files"] = sum(1 for p in (lake / "bronze").rglob("*") if p.is_file())
+    return found
