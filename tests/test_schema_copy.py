@@ -321,16 +321,26 @@ def test_incremental_windows_and_schema_changes(source, lake):
     first = copy_all(source, [W1], "run-1")
     assert first["customer"]["mode"] == "initial"
     assert first["customer"]["replaced"] is None
-    again = copy_all(source, [W1], "run-1-again")  # re-running a load replaces it exactly
-    assert again["customer"]["rows"] == again["customer"]["replaced"] == first["customer"]["rows"]
-    assert again["customer"]["mode"] == "initial"
-    assert again["customer"]["files"] != first["customer"]["files"]
-    assert load(lake, "customer", W1.wid)[0]["files"] == again["customer"]["files"]  # the old parts are gone
+    manifests = {
+        t: (lake / "bronze" / PIPELINE / "_loads" / t / f"{W1.wid}.json").read_bytes() for t in first
+    }
+    again = copy_all(source, [W1], "run-1-again")  # the same rows again: every landed load is kept
+    assert {t: s["status"] for t, s in again.items()} == dict.fromkeys(first, "unchanged")
+    assert again["customer"]["files"] == first["customer"]["files"]
+    assert {
+        t: (lake / "bronze" / PIPELINE / "_loads" / t / f"{W1.wid}.json").read_bytes() for t in first
+    } == (manifests)
+    assert load(lake, "customer", W1.wid)[0]["run_id"] == "run-1"  # the other attempt's parts are gone
     # Changes stamped exactly on the boundary W1.end == W2.start: they belong to W2, not W1.
     changed = aw_source.apply_changes(source.engine, source.schema, W2.start)
     rerun = copy_all(source, [W1], "run-1-rerun")
     assert rerun["customer"]["rows"] == first["customer"]["rows"] - 2  # two customers moved to W2
     assert 1 not in load(lake, "customer", W1.wid)[1].column("CustomerID").to_pylist()
+    assert rerun["customer"]["status"] == "landed"
+    assert rerun["customer"]["replaced"] == first["customer"]["rows"]
+    assert set(rerun["customer"]["files"]).isdisjoint(
+        first["customer"]["files"]
+    )  # old parts deleted (load())
     second = copy_all(source, [W2], "run-2")
     assert {t: s["rows"] for t, s in second.items()} == {
         "address": 0,
@@ -541,6 +551,11 @@ def test_copy_to_azure_storage(azurite, sqlite_source, monkeypatch):
     found = schema_copy.discover(CONN_ID, src.config())
     spec = next(s for s in found["tables"] if s["table"] == "sales_order_header")
     first = schema_copy.copy_table(PIPELINE, spec, src.config(), [W1], "run-1")
+    with src.engine.begin() as conn:  # a row changed in the source (its ModifiedDate left as it was)
+        conn.exec_driver_sql(
+            'UPDATE "SalesOrderHeader" SET "Comment" = \'changed\' '
+            'WHERE "SalesOrderID" = (SELECT MIN("SalesOrderID") FROM "SalesOrderHeader")'
+        )
     second = schema_copy.copy_table(PIPELINE, spec, src.config(), [W1], "run-2")  # replaces the load
     container = service.get_container_client("awlake")
     names = sorted(b.name for b in container.list_blobs(name_starts_with=f"{prefix}/bronze/{PIPELINE}/"))
@@ -556,7 +571,8 @@ def test_copy_to_azure_storage(azurite, sqlite_source, monkeypatch):
     assert manifest["run_id"] == "run-2"
     assert manifest["rows"] == 15
     data = pa.concat_tables(pq.read_table(io.BytesIO(container.download_blob(p).readall())) for p in parts)
-    assert_same_rows(manifest, data, aw_source.rows()["SalesOrderHeader"])
+    assert_same_rows(manifest, data, aw_source.read_all(src.engine)["SalesOrderHeader"])
+    assert "changed" in data.column("Comment").to_pylist()
     assert schema_copy.dropped_tables(PIPELINE, found) == []
     assert schema_copy.dropped_tables(PIPELINE, {"tables": [], "excluded": []}) == ["sales_order_header"]
 

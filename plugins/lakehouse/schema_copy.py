@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import fnmatch
+import hashlib
 import json
 import logging
 import re
@@ -806,6 +807,18 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
     if not files:  # an empty table or window: one part with the schema
         files.append(_write_part(folder, token, 0, [[] for _ in names], schema_arrow, where))
     previous = read_manifest(pipeline, table, load_id)
+    content = _content_hash(folder, files, mode, start, end, spec)
+    if (
+        previous
+        and previous.get("sha256") == content
+        and all((folder / f).exists() for f in previous["files"])
+    ):
+        # The same rows as the landed load: keep it (and its manifest, so silver has nothing to do).
+        for leftover in folder.iterdir():
+            if leftover.name not in previous["files"]:
+                leftover.unlink()
+        log.info("%s: load %s unchanged since run %s (%s rows)", table, load_id, previous["run_id"], rows)
+        return {**previous, "parts": len(previous["files"]), "replaced": None, "status": "unchanged"}
     manifest = {
         "table": table,
         "source_schema": schema,
@@ -819,6 +832,7 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
         "columns": spec["columns"],
         "files": files,
         "rows": rows,
+        "sha256": content,
         "max_change": _iso(max_change),
         "run_id": run_id,
         "extracted_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -839,7 +853,19 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
         mode,
         f", replacing {replaced} rows of run {previous['run_id']}" if previous else "",
     )
-    return {**manifest, "parts": len(files), "replaced": replaced}
+    return {**manifest, "parts": len(files), "replaced": replaced, "status": "landed"}
+
+
+def _content_hash(folder, files: list[str], mode: str, start, end, spec: dict) -> str:
+    """What identifies a load's content: its parts' bytes (the same rows give the same bytes), what
+    they were read as and from which window. An identical re-extraction keeps the landed load."""
+    digest = hashlib.sha256()
+    what = {"mode": mode, "columns": spec["columns"], "primary_key": spec.get("primary_key") or []}
+    what["window"] = [start.isoformat() if mode == "incremental" else None, end.isoformat()]
+    digest.update(json.dumps(what, sort_keys=True).encode())
+    for name in files:
+        digest.update(hashlib.sha256((folder / name).read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _write_part(folder, token: str, number: int, columns: list[list], schema, where: str) -> str:
