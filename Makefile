@@ -41,12 +41,16 @@ SPARK_PORT ?= 15002
 export AIRFLOW_CONN_SPARK_CONNECT_DEFAULT ?= {"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": $(SPARK_PORT)}
 # The Spotify source database: `make demo` generates this SQLite file (PostgreSQL or Azure SQL elsewhere).
 export AIRFLOW_CONN_SPOTIFY_SQL ?= {"conn_type": "sqlite", "host": "$(CURDIR)/.demo/spotify.db"}
+# The AdventureWorks source: `make demo` generates this SQLite file, whose one schema is `main`
+# (set both for your own source: PostgreSQL, MariaDB, SQL Server).
+export AIRFLOW_CONN_ADVENTUREWORKS_SQL ?= {"conn_type": "sqlite", "host": "$(CURDIR)/.demo/adventureworks.db"}
+export ADVENTUREWORKS_SOURCE_SCHEMA ?= main
 export AIRFLOW_CONN_NETFLIX_HTTP ?= {"conn_type": "http", "host": "https://raw.githubusercontent.com/anshlambagit/Netflix_Azure_Data_Engineering_Project/main/RawData_AND_Notebooks/"}
 
 .PHONY: help prereqs venv lint format test demo airflow spark-server spark-server-stop bench lock clean
 
 help:
-	@echo "make demo     set up (first time) and run the Netflix, Formula 1 and Spotify DAGs on sample data"
+	@echo "make demo     set up (first time) and run the Netflix, Formula 1, Spotify and AdventureWorks DAGs"
 	@echo "make test     set up (first time), lint, and run the whole test suite"
 	@echo "make airflow  open the DAGs in the Airflow UI (airflow standalone) on http://localhost:8080"
 	@echo "make spark-server / spark-server-stop"

@@ -46,6 +46,14 @@ for name in (
     "LAKEHOUSE_COMPUTE",
     "ALERT_EMAILS",
     "SPARK_CONN_ID",
+    # the Makefile's defaults for `make demo`/`make airflow` (the demo's SQLite source)
+    "AIRFLOW_CONN_ADVENTUREWORKS_SQL",
+    "ADVENTUREWORKS_SOURCE_SCHEMA",
+    "ADVENTUREWORKS_SOURCE_QUEUE",
+    "WAREHOUSE_KIND",
+    "WAREHOUSE_CONN_ID",
+    "POWERBI_DATASET_ID",
+    "POWERBI_GROUP_ID",
 ):
     os.environ.pop(name, None)
 

@@ -1,5 +1,5 @@
-"""``make demo``: the Netflix, Formula 1 and Spotify DAGs end to end on generated data, on this
-machine only.
+"""``make demo``: the Netflix, Formula 1, Spotify and AdventureWorks DAGs end to end on generated
+data, on this machine only.
 
 Sets up a local Airflow home (SQLite) if needed, starts the local Spark Connect server (or uses the
 one running), writes sample files, serves them on 127.0.0.1, runs each DAG with ``dag.test()`` in
@@ -10,6 +10,10 @@ Running it again shows that unchanged sources rewrite nothing.
 Spotify's source is a generated SQLite database (``.demo/spotify.db``): a few days ingested one
 daily window at a time, then one more day of source changes ingested the same way, then one
 transform run; it prints the SCD2 history gold built for users who changed.
+
+AdventureWorks' source is a generated SQLite database (``.demo/adventureworks.db``): one
+``adventureworks_copy`` run copies its every table, then ``adventureworks_serve`` publishes gold to a
+PostgreSQL warehouse (a throwaway private server unless ``adventureworks_warehouse`` is set).
 """
 
 from __future__ import annotations
@@ -279,8 +283,9 @@ def last_stream_day(engine) -> dt.date | None:
 
 
 def is_demo_source(connection: str | None, path: Path) -> bool:
-    """Whether connection ``spotify_sql`` (its ``AIRFLOW_CONN_SPOTIFY_SQL`` value) is unset or is the
-    demo's own SQLite file (as the Makefile sets it), which the demo may create and change."""
+    """Whether a source connection (its ``AIRFLOW_CONN_<ID>`` value: ``spotify_sql``,
+    ``adventureworks_sql``) is unset or is the demo's own SQLite file (as the Makefile sets it),
+    which the demo may create and change."""
     if not connection:
         return True
     try:
@@ -318,6 +323,100 @@ def demo_spotify() -> bool:
         print_scd2_history()
     say(f"Spotify: {time.monotonic() - started:.0f} s for {len(days) + 1} ingest runs and one transform run")
     return ok
+
+
+# AdventureWorks: a generated source schema in SQLite, copied whole, conformed and served.
+AW_DAY = dt.date(2025, 1, 1)  # the pipeline's start_date: every table's first load
+AW_SOURCE = settings.REPO_ROOT / ".demo" / "adventureworks.db"
+
+
+def adventureworks_source() -> bool:
+    """Point connection ``adventureworks_sql`` at the demo's SQLite file (generated once) unless it
+    is the user's own; returns whether it is the demo's. Called before the DAGs are parsed: the
+    DAG reads the source schema (``ADVENTUREWORKS_SOURCE_SCHEMA``, SQLite's ``main``) then."""
+    import sqlalchemy as sa
+
+    from lakehouse.aw_source import create
+
+    if not is_demo_source(os.environ.get("AIRFLOW_CONN_ADVENTUREWORKS_SQL"), AW_SOURCE):
+        return False
+    os.environ["AIRFLOW_CONN_ADVENTUREWORKS_SQL"] = json.dumps(
+        {"conn_type": "sqlite", "host": str(AW_SOURCE)}
+    )
+    os.environ["ADVENTUREWORKS_SOURCE_SCHEMA"] = "main"
+    engine = sa.create_engine(f"sqlite:///{AW_SOURCE}")
+    try:
+        if AW_SOURCE.exists() and sa.inspect(engine).get_table_names():
+            say(f"Using the source database {AW_SOURCE} (delete .demo/ to generate a new one)")
+            return True
+        AW_SOURCE.parent.mkdir(parents=True, exist_ok=True)
+        counts = create(engine)
+        say(f"Generated {AW_SOURCE}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " rows")
+    finally:
+        engine.dispose()
+    return True
+
+
+def demo_adventureworks(own_source: bool) -> bool:
+    """One adventureworks_copy run (every table's first load), then adventureworks_serve into a
+    PostgreSQL warehouse: ``adventureworks_warehouse`` if set, else a throwaway private server
+    when PostgreSQL is installed (else serving is left out, saying why)."""
+    from lakehouse import pgserver
+
+    where = "your connection adventureworks_sql" if own_source else f"{AW_SOURCE} (SQLite)"
+    say(f"\nAdventureWorks: every table of the source schema in {where}, copied, conformed and served")
+    if not timed_run("adventureworks_copy", spotify_logical_date(AW_DAY), {}):
+        return False
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    if os.environ.get("AIRFLOW_CONN_ADVENTUREWORKS_WAREHOUSE"):
+        return timed_run("adventureworks_serve", now, {})
+    try:
+        server = pgserver.start_postgres(AW_SOURCE.parent)
+    except pgserver.PostgresUnavailableError as exc:
+        say(f"Serving left out: no warehouse connection adventureworks_warehouse and {exc}")
+        return True
+    try:
+        os.environ["AIRFLOW_CONN_ADVENTUREWORKS_WAREHOUSE"] = json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": server.host,
+                "port": server.port,
+                "login": server.user,
+                "schema": "postgres",
+            }
+        )
+        say(
+            f"Serving into a throwaway PostgreSQL server at {server.address} "
+            "(set connection adventureworks_warehouse for yours)"
+        )
+        ok = timed_run("adventureworks_serve", now, {})
+        if ok:
+            print_warehouse(server)
+        return ok
+    finally:
+        del os.environ["AIRFLOW_CONN_ADVENTUREWORKS_WAREHOUSE"]
+        server.stop()
+
+
+def print_warehouse(server) -> None:
+    """The warehouse's tables and their row counts, as a reader of the warehouse sees them."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"postgresql+psycopg2://{server.user}@{server.host}:{server.port}/postgres")
+    try:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names(schema="adventureworks")
+            rows = [
+                {
+                    "table": f"adventureworks.{t}",
+                    "rows": conn.scalar(sa.text(f'SELECT count(*) FROM adventureworks."{t}"')),
+                }
+                for t in sorted(tables)
+                if not t.startswith("_")  # _published: what each table was published from
+            ]
+    finally:
+        engine.dispose()
+    say("Warehouse tables:\n" + format_table(rows, ["table", "rows"]))
 
 
 def print_scd2_history(users: int = 3) -> None:
@@ -384,11 +483,13 @@ def main() -> int:
     # A failed task is retried after seconds, not the pipelines' five minutes, while one watches.
     os.environ.setdefault("LAKEHOUSE_RETRY_DELAY_SECONDS", "10")
     ensure_airflow_db(airflow)
+    aw_demo_source = adventureworks_source()
     server = start_spark()
     try:
         ok = demo_netflix()
         ok = demo_formula1() and ok
         ok = demo_spotify() and ok
+        ok = demo_adventureworks(not aw_demo_source) and ok
     finally:
         if server.pid is not None:
             say(f"\nStopping the Spark Connect server at {server.url}")
