@@ -56,7 +56,7 @@ help:
 	@echo "make spark-server / spark-server-stop"
 	@echo "              start / stop the local Spark Connect server (Delta Lake) on SPARK_PORT (15002)"
 	@echo "make bench    DAG parse time, the Netflix DAG's end-to-end time by phase, and a Spotify"
-	@echo "              incremental run's cost as its fact table grows (BENCH_SECTIONS=parse,netflix,spotify;"
+	@echo "              incremental run's cost as its fact table grows, a large table's copy (BENCH_SECTIONS=parse,netflix,spotify,copy;"
 	@echo "              BENCH_SPOTIFY_SIZES=100k,1M,10M; a private PostgreSQL server, or LAKEHOUSE_TEST_PG)"
 	@echo "make prereqs  install the system packages the tests need (apt-get, as root; else says which)"
 	@echo "make lock     re-pin requirements.txt from requirements.in"

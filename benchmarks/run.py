@@ -13,9 +13,11 @@
 3. Spotify: one incremental run's cost as the fact table grows (``spotify_incremental.py``), on
    a private PostgreSQL server (or ``LAKEHOUSE_TEST_PG``); sizes from ``BENCH_SPOTIFY_SIZES``
    (default ``100k,1M``).
+4. Copy: AdventureWorks' chunked copy of one large table to bronze, throughput and peak memory as
+   the table grows (``schema_copy.py``; sizes from ``BENCH_COPY_SIZES``, default ``200k,2M``).
 
-``benchmarks/run.py parse netflix spotify`` (or ``BENCH_SECTIONS=spotify make bench``) runs only
-the sections named; without any, all three.
+``benchmarks/run.py parse netflix spotify copy`` (or ``BENCH_SECTIONS=spotify make bench``) runs
+only the sections named; without any, all four.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 SPARK_TASKS = {"bronze", "silver_lookups", "silver_titles", "gold"}
 PARSE_RUNS = 5
-SECTIONS = ("parse", "netflix", "spotify")
+SECTIONS = ("parse", "netflix", "spotify", "copy")
 # Issue 9's targets, and the figures before the move to one Spark Connect server.
 TARGET_FIRST_RATIO, BEFORE_FIRST_RATIO = 1.15, 1.9
 TARGET_SECOND_WALL, BEFORE_SECOND_WALL = 10.0, 33.0
@@ -267,6 +269,10 @@ def main(argv: list[str]) -> None:
             from spotify_incremental import bench_spotify
 
             bench_spotify(work, server)
+        if "copy" in chosen:
+            from schema_copy import bench_schema_copy
+
+            bench_schema_copy(work)
     finally:
         server.stop()
 
