@@ -172,3 +172,27 @@ def test_spark_jobs_use_only_what_spark_connect_supports():
 )
 def test_the_spark_connect_check_finds_classic_only_api(source):
     assert classic_only_uses(source)
+
+
+PLUGINS_SCRIPT = """
+import json, sys
+from airflow import plugins_manager
+plugins_manager.ensure_plugins_loaded()
+names = [p.stem for p in __import__("pathlib").Path(LAKEHOUSE).glob("*.py")]
+shadowed = [n for n in names if n in sys.modules and sys.modules[n].__name__ == n
+            and str(getattr(sys.modules[n], "__file__", "")).startswith(LAKEHOUSE)]
+import databricks.sql  # databricks-sql-connector, which DatabricksSqlOperator imports
+print(json.dumps({"errors": plugins_manager.get_import_errors(), "shadowed": shadowed}))
+"""
+
+
+def test_airflow_loads_no_plugin_module_from_the_lakehouse_library(airflow_db):
+    """Every Airflow process loads the plugins folder, importing each .py file there as a top-level
+    module named after the file: plugins/lakehouse/databricks.py would become `databricks`, and
+    `import databricks.sql` (the Databricks SQL operator's) would fail. plugins/.airflowignore
+    keeps the library out of plugin loading."""
+    script = f"LAKEHOUSE = {str(ROOT / 'plugins' / 'lakehouse')!r}\n" + PLUGINS_SCRIPT
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"errors": {}, "shadowed": []}
