@@ -23,10 +23,7 @@ Param `lookback_windows`: also re-read that many earlier windows, for changes th
 
 from __future__ import annotations
 
-import datetime as dt
-
-from airflow.sdk import DAG, Param
-from airflow.timetables.interval import DeltaDataIntervalTimetable
+from airflow.sdk import DAG
 
 from lakehouse import settings
 from lakehouse.compute import spark_job
@@ -35,6 +32,7 @@ from lakehouse.metadata import load_pipeline
 from lakehouse.schema_tasks import copy_table, discover_tables, gold_asset, report_gold
 from lakehouse.serving import powerbi_refresh_task, serving_task
 from lakehouse.tasks import check_params
+from lakehouse.windowing import lookback_param, utc_midnight, window_grid, window_schedule
 
 META = load_pipeline("adventureworks")
 PIPELINE = META["pipeline"]
@@ -45,38 +43,21 @@ GOLD = gold_asset(PIPELINE)
 ON_SOURCE = {"queue": queue} if (queue := settings.source_queue(PIPELINE, SOURCE.get("queue"))) else {}
 
 
-def _utc(day: dt.date | None) -> dt.datetime | None:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
-
-
 with DAG(
     dag_id=f"{PIPELINE}_copy",
     description="Copy every table of the source schema to bronze, then silver and gold Delta",
     doc_md=__doc__,
-    schedule=DeltaDataIntervalTimetable(dt.timedelta(**SCHEDULE["interval"])),
-    start_date=_utc(SCHEDULE["start_date"]),
-    end_date=_utc(SCHEDULE.get("end_date")),
-    catchup=True,
+    **window_schedule(SCHEDULE),
     max_active_runs=1,
     tags=META["tags"],
     default_args=default_args(META),
     params={
-        "lookback_windows": Param(
-            SCHEDULE.get("lookback_windows", 0),
-            type="integer",
-            minimum=0,
-            maximum=SCHEDULE["max_windows"] - 1,
-            title="Lookback windows",
-            description="Incremental tables: also re-read this many earlier windows, for late changes.",
+        "lookback_windows": lookback_param(
+            SCHEDULE, "Incremental tables: also re-read this many earlier windows, for late changes."
         ),
     },
 ):
-    grid = {
-        "start_date": SCHEDULE["start_date"].isoformat(),
-        "interval": SCHEDULE["interval"],
-        "lookback_windows": SCHEDULE.get("lookback_windows", 0),
-        "max_windows": SCHEDULE["max_windows"],
-    }
+    grid = window_grid(SCHEDULE)
     checked = check_params(grid)
     tables = discover_tables.override(**ON_SOURCE)(PIPELINE, SOURCE)
     copied = (
@@ -96,7 +77,7 @@ with DAG(
     description="Publish the gold tables to the SQL warehouse, then refresh Power BI",
     doc_md=__doc__,
     schedule=[GOLD],
-    start_date=_utc(SCHEDULE["start_date"]),
+    start_date=utc_midnight(SCHEDULE["start_date"]),
     max_active_runs=1,
     tags=META["tags"],
     default_args=default_args(META),

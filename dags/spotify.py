@@ -27,16 +27,14 @@ stream time; `stream_facts` joins them (a Jinja2 SQL template in `include/spotif
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, Param
-from airflow.timetables.interval import DeltaDataIntervalTimetable
 
 from lakehouse.compute import spark_job
 from lakehouse.defaults import default_args
 from lakehouse.metadata import load_pipeline
 from lakehouse.sql_templates import with_rendered_views
 from lakehouse.tasks import check_params, extract_sql_table, lake_asset, report_run
+from lakehouse.windowing import lookback_param, utc_midnight, window_grid, window_schedule
 
 META = load_pipeline("spotify")
 PIPELINE = META["pipeline"]
@@ -46,18 +44,11 @@ GOLD_TABLES = [spec["gold"]["table"] for spec in META["tables"]] + [v["table"] f
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 
-def _utc(day: dt.date | None) -> dt.datetime | None:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
-
-
 with DAG(
     dag_id=f"{PIPELINE}_ingest",
     description="Copy each source table's changed rows, window by window, to bronze",
     doc_md=__doc__,
-    schedule=DeltaDataIntervalTimetable(dt.timedelta(**SCHEDULE["interval"])),
-    start_date=_utc(SCHEDULE["start_date"]),
-    end_date=_utc(SCHEDULE.get("end_date")),
-    catchup=True,
+    **window_schedule(SCHEDULE),
     tags=META["tags"],
     default_args=default_args(META),
     params={
@@ -78,22 +69,12 @@ with DAG(
             title="To date",
             description="Re-extract up to this date (exclusive, YYYY-MM-DD).",
         ),
-        "lookback_windows": Param(
-            SCHEDULE.get("lookback_windows", 0),
-            type="integer",
-            minimum=0,
-            maximum=SCHEDULE["max_windows"] - 1,
-            title="Lookback windows",
-            description="Also re-read this many earlier windows, for changes that arrived late.",
+        "lookback_windows": lookback_param(
+            SCHEDULE, "Also re-read this many earlier windows, for changes that arrived late."
         ),
     },
 ):
-    grid = {
-        "start_date": SCHEDULE["start_date"].isoformat(),
-        "interval": SCHEDULE["interval"],
-        "lookback_windows": SCHEDULE.get("lookback_windows", 0),
-        "max_windows": SCHEDULE["max_windows"],
-    }
+    grid = window_grid(SCHEDULE)
     checked = check_params(grid)
     extracted = (
         extract_sql_table.override(outlets=[BRONZE])
@@ -108,7 +89,7 @@ with DAG(
     description="Bronze windows to silver, then the gold star schema with SCD2 dimensions",
     doc_md=__doc__,
     schedule=[BRONZE],
-    start_date=_utc(SCHEDULE["start_date"]),
+    start_date=utc_midnight(SCHEDULE["start_date"]),
     max_active_runs=1,
     tags=META["tags"],
     default_args=default_args(META),
