@@ -18,36 +18,25 @@ Every management request must carry a token this server issued, for the declared
 resource group and factory. Each pipeline's outcome is configured (``Succeeded`` after N polls,
 ``Failed`` with a message, ``Cancelled``); on success it calls ``on_success(run)`` first, which
 the tests use to do what the ADF copy pipeline does (land files in the lake). Every request is
-recorded (the bearer token left out).
+recorded (the bearer token left out). The proxy, the login endpoint and the recording are
+``tests/fake_azure.py``'s; the factory's API is here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
-import ssl
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
-from fake_tls import make_certificates, proxy_env, server_context
+from fake_azure import LOGIN, FakeAzureService, Recorded
+
+__all__ = ["ARM", "LOGIN", "SCOPE", "FakeDataFactory", "Pipeline", "Recorded", "Run"]
 
 ARM = "management.azure.com"
-LOGIN = "login.microsoftonline.com"
 SCOPE = "https://management.azure.com/.default"
-
-
-@dataclass
-class Recorded:
-    method: str
-    host: str
-    path: str
-    query: dict[str, str]
-    body: object
 
 
 @dataclass
@@ -73,152 +62,13 @@ class Run:
     extra: dict = field(default_factory=dict)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+class FakeDataFactory(FakeAzureService):
+    """The fake factory and its proxy (``fake_azure.FakeAzureService``); use as a context manager."""
 
-    def log_message(self, format, *args):
-        pass
-
-    # -- the proxy: CONNECT to one of the two hosts, then TLS with the test certificate
-    def do_CONNECT(self):
-        host, _, port = self.path.partition(":")
-        if host not in (ARM, LOGIN) or port != "443":
-            self.server.refused.append(self.path)
-            self._reply(403, {"error": f"this test proxy only serves {ARM} and {LOGIN}"})
-            self.close_connection = True
-            return
-        self.send_response(200, "Connection Established")
-        self.end_headers()
-        self.wfile.flush()
-        self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
-        self.rfile = self.connection.makefile("rb", -1)
-        self.wfile = self.connection.makefile("wb", 0)
-        self.tunnel_host = host
-        self.close_connection = False
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            if isinstance(self.connection, ssl.SSLSocket):
-                self.connection.close()
-
-    def _reply(self, status: int, body: dict | None) -> None:
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _request(self, method: str):
-        host = getattr(self, "tunnel_host", None)
-        if host is None:  # a plain request to the proxy itself
-            self._reply(400, {"error": "send requests through CONNECT"})
-            return
-        url = urlparse(self.path)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        ctype = self.headers.get("Content-Type", "")
-        if not raw:
-            body = None
-        elif "json" in ctype:
-            body = json.loads(raw)
-        else:
-            body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if host == LOGIN:
-            redacted = {k: ("<redacted>" if k == "client_secret" else v) for k, v in (body or {}).items()}
-            self.server.record(Recorded(method, host, url.path, query, redacted or None))
-            self._reply(*self.server.login(method, url.path, body or {}))
-        else:
-            self.server.record(Recorded(method, host, url.path, query, body))
-            auth = self.headers.get("Authorization", "")
-            if auth.removeprefix("Bearer ") not in self.server.tokens:
-                self._reply(401, {"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
-                return
-            self._reply(*self.server.management(method, unquote(url.path), query, body))
-
-    def do_GET(self):
-        self._request("GET")
-
-    def do_POST(self):
-        self._request("POST")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeDataFactory, tls: ssl.SSLContext):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-        self.tls = tls
-        self.tokens: set[str] = set()
-        self.refused: list[str] = []
-        self.lock = threading.Lock()
-
-    def record(self, item: Recorded) -> None:
-        with self.lock:
-            self.fake.requests.append(item)
-
-    def login(self, method: str, path: str, form: dict) -> tuple[int, dict]:
-        fake = self.fake
-        base = f"https://{LOGIN}/{fake.tenant}"
-        if method == "GET" and path == f"/{fake.tenant}/v2.0/.well-known/openid-configuration":
-            return 200, {
-                "issuer": f"{base}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                "tenant_region_scope": "EU",
-            }
-        if method == "POST" and path == f"/{fake.tenant}/oauth2/v2.0/token":
-            if (
-                form.get("grant_type") != "client_credentials"
-                or form.get("client_id") != fake.client_id
-                or form.get("client_secret") != fake.client_secret
-                or form.get("scope") != SCOPE
-            ):
-                return 401, {"error": "invalid_client", "error_description": "AADSTS7000215: bad client"}
-            token = f"fake-arm-token-{uuid.uuid4().hex}"
-            with self.lock:
-                self.tokens.add(token)
-            return 200, {
-                "token_type": "Bearer",
-                "expires_in": 3599,
-                "ext_expires_in": 3599,
-                "access_token": token,
-            }
-        return 404, {"error": "not_found", "error_description": path}
-
-    def management(self, method: str, path: str, query: dict, body) -> tuple[int, dict | None]:
-        fake = self.fake
-        prefix = (
-            f"/subscriptions/{fake.subscription}/resourceGroups/{fake.resource_group}"
-            f"/providers/Microsoft.DataFactory/factories/{fake.factory}/"
-        )
-        if query.get("api-version") != "2018-06-01":
-            return 400, {"error": {"code": "InvalidApiVersion", "message": str(query.get("api-version"))}}
-        if not path.startswith(prefix):
-            return 404, {"error": {"code": "ResourceNotFound", "message": f"no factory at {path}"}}
-        parts = path[len(prefix) :].split("/")
-        if method == "POST" and len(parts) == 3 and parts[0] == "pipelines" and parts[2] == "createRun":
-            return fake._create_run(parts[1], body or {})
-        if len(parts) >= 2 and parts[0] == "pipelineruns":
-            run = fake.runs.get(parts[1])
-            if run is None:
-                return 404, {"error": {"code": "PipelineRunNotFound", "message": f"no run {parts[1]}"}}
-            if method == "GET" and len(parts) == 2:
-                return 200, fake._poll(run, prefix)
-            if method == "POST" and parts[2:] == ["cancel"]:
-                fake._cancel(run)
-                return 200, None
-        return 404, {"error": {"code": "NotFound", "message": f"{method} {path}"}}
-
-
-class FakeDataFactory:
-    """The fake factory and its proxy; use as a context manager."""
+    hosts = (ARM, LOGIN)
+    api_host = ARM
+    scope = SCOPE
+    token_prefix = "fake-arm-token-"
 
     def __init__(
         self,
@@ -231,31 +81,15 @@ class FakeDataFactory:
         client_id: str = "airflow-sp",
         client_secret: str = "test-only-secret",
     ):
-        self.folder = folder
-        self.subscription, self.tenant = subscription, tenant
-        self.resource_group, self.factory = resource_group, factory
-        self.client_id, self.client_secret = client_id, client_secret
+        self.subscription, self.resource_group, self.factory = subscription, resource_group, factory
         self.pipelines: dict[str, Pipeline] = {}
         self.runs: dict[str, Run] = {}
-        self.requests: list[Recorded] = []
-        self.certs = make_certificates(folder, [ARM, LOGIN])
-        self._server = _Server(self, server_context(self.certs))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(folder, tenant=tenant, client_id=client_id, client_secret=client_secret)
 
     # -- configuration
     def pipeline(self, name: str, **outcome) -> Pipeline:
         self.pipelines[name] = Pipeline(**outcome)
         return self.pipelines[name]
-
-    @property
-    def proxy_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def env(self) -> dict[str, str]:
-        """What points the Azure SDK here: the proxy, and the CA bundle that trusts its certificate.
-
-        Local addresses bypass the proxy (Spark Connect's gRPC channel and local HTTP sources)."""
-        return proxy_env(self.proxy_url, self.certs)
 
     def connection(self, **extra) -> str:
         """An ``azure_data_factory`` connection (service principal) for this factory, as JSON."""
@@ -274,14 +108,30 @@ class FakeDataFactory:
             }
         )
 
-    def calls(self, method: str | None = None, suffix: str = "", host: str = ARM) -> list[Recorded]:
-        return [
-            r
-            for r in list(self.requests)
-            if r.host == host and (method is None or r.method == method) and r.path.endswith(suffix)
-        ]
-
     # -- behaviour
+    def api(self, method: str, path: str, query: dict[str, str], body) -> tuple[int, dict | None]:
+        prefix = (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.DataFactory/factories/{self.factory}/"
+        )
+        if query.get("api-version") != "2018-06-01":
+            return 400, {"error": {"code": "InvalidApiVersion", "message": str(query.get("api-version"))}}
+        if not path.startswith(prefix):
+            return 404, {"error": {"code": "ResourceNotFound", "message": f"no factory at {path}"}}
+        parts = path[len(prefix) :].split("/")
+        if method == "POST" and len(parts) == 3 and parts[0] == "pipelines" and parts[2] == "createRun":
+            return self._create_run(parts[1], body or {})
+        if len(parts) >= 2 and parts[0] == "pipelineruns":
+            run = self.runs.get(parts[1])
+            if run is None:
+                return 404, {"error": {"code": "PipelineRunNotFound", "message": f"no run {parts[1]}"}}
+            if method == "GET" and len(parts) == 2:
+                return 200, self._poll(run, prefix)
+            if method == "POST" and parts[2:] == ["cancel"]:
+                self._cancel(run)
+                return 200, None
+        return 404, {"error": {"code": "NotFound", "message": f"{method} {path}"}}
+
     def _create_run(self, name: str, parameters: dict) -> tuple[int, dict]:
         if name not in self.pipelines:
             return 404, {
@@ -338,13 +188,3 @@ class FakeDataFactory:
             "annotations": [],
             "runDimension": {},
         }
-
-    # -- lifecycle
-    def __enter__(self) -> FakeDataFactory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -18,34 +18,23 @@ roots plus the test CA). It serves:
 - ``DELETE .../refreshes/<id>`` (cancel)
 
 Every API request must carry a token this server issued; unknown workspaces or datasets get
-Power BI's 404. Every request is recorded, the client secret and bearer tokens left out.
+Power BI's 404. Every request is recorded, the client secret and bearer tokens left out. The proxy,
+the login endpoint and the recording are ``tests/fake_azure.py``'s; the refresh API is here.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
-import ssl
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
-from fake_tls import make_certificates, proxy_env, server_context
+from fake_azure import LOGIN, FakeAzureService, Recorded
+
+__all__ = ["API", "LOGIN", "SCOPE", "Dataset", "FakePowerBI", "Recorded", "Refresh"]
 
 API = "api.powerbi.com"
-LOGIN = "login.microsoftonline.com"
 SCOPE = "https://analysis.windows.net/powerbi/api/.default"
-
-
-@dataclass
-class Recorded:
-    method: str
-    host: str
-    path: str
-    body: object
-    authorized: bool = False
 
 
 @dataclass
@@ -67,96 +56,15 @@ class Refresh:
     extra: dict = field(default_factory=dict)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+class FakePowerBI(FakeAzureService):
+    """The fake Power BI service and its proxy (``fake_azure.FakeAzureService``); use as a context
+    manager."""
 
-    def log_message(self, format, *args):
-        pass
-
-    def do_CONNECT(self):
-        host, _, port = self.path.partition(":")
-        if host not in (API, LOGIN) or port != "443":
-            self.server.fake.refused.append(self.path)
-            self._reply(403, {"error": f"this test proxy only serves {API} and {LOGIN}"})
-            self.close_connection = True
-            return
-        self.send_response(200, "Connection Established")
-        self.end_headers()
-        self.wfile.flush()
-        self.connection = self.server.tls.wrap_socket(self.connection, server_side=True)
-        self.rfile = self.connection.makefile("rb", -1)
-        self.wfile = self.connection.makefile("wb", 0)
-        self.tunnel_host = host
-        self.close_connection = False
-
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            if isinstance(self.connection, ssl.SSLSocket):
-                self.connection.close()
-
-    def _reply(self, status: int, body, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _request(self, method: str):
-        host = getattr(self, "tunnel_host", None)
-        if host is None:
-            self._reply(400, {"error": "send requests through CONNECT"})
-            return
-        url = urlparse(self.path)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        ctype = self.headers.get("Content-Type", "")
-        if not raw:
-            body = None
-        elif "json" in ctype:
-            body = json.loads(raw)
-        else:
-            body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-        fake = self.server.fake
-        if host == LOGIN:
-            shown = {k: ("<redacted>" if k == "client_secret" else v) for k, v in (body or {}).items()}
-            fake._record(Recorded(method, host, url.path, shown or None))
-            self._reply(*fake._login(method, url.path, body or {}))
-            return
-        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        authorized = token in fake.tokens
-        fake._record(Recorded(method, host, unquote(url.path), body, authorized))
-        if not authorized:
-            self._reply(403, {"error": {"code": "TokenExpired", "message": "no valid token"}})
-            return
-        self._reply(*fake._api(method, unquote(url.path), body))
-
-    def do_GET(self):
-        self._request("GET")
-
-    def do_POST(self):
-        self._request("POST")
-
-    def do_DELETE(self):
-        self._request("DELETE")
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakePowerBI, tls: ssl.SSLContext):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-        self.tls = tls
-
-
-class FakePowerBI:
-    """The fake Power BI service and its proxy; use as a context manager."""
+    hosts = (API, LOGIN)
+    api_host = API
+    scope = SCOPE
+    token_prefix = "fake-powerbi-token-"
+    unauthorized = (403, {"error": {"code": "TokenExpired", "message": "no valid token"}})
 
     def __init__(
         self,
@@ -167,29 +75,15 @@ class FakePowerBI:
         client_secret: str = "test-only-secret",
         group: str = "11111111-2222-3333-4444-555555555555",
     ):
-        self.tenant, self.client_id, self.client_secret, self.group = tenant, client_id, client_secret, group
+        self.group = group
         self.datasets: dict[str, Dataset] = {}
         self.refreshes: dict[str, Refresh] = {}
-        self.requests: list[Recorded] = []
-        self.refused: list[str] = []
-        self.tokens: set[str] = set()
-        self.lock = threading.Lock()
-        self.certs = make_certificates(folder, [API, LOGIN])
-        self._server = _Server(self, server_context(self.certs))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(folder, tenant=tenant, client_id=client_id, client_secret=client_secret)
 
     # -- configuration
     def dataset(self, dataset_id: str, **outcome) -> Dataset:
         self.datasets[dataset_id] = Dataset(**outcome)
         return self.datasets[dataset_id]
-
-    @property
-    def proxy_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def env(self) -> dict[str, str]:
-        """The proxy and CA bundle environment (``fake_tls.proxy_env``)."""
-        return proxy_env(self.proxy_url, self.certs)
 
     def connection(self, **extra) -> str:
         """A ``powerbi`` connection (service principal) for this fake, as JSON: ``trust_env`` (use the
@@ -208,56 +102,8 @@ class FakePowerBI:
             }
         )
 
-    def calls(self, method: str | None = None, suffix: str = "", host: str = API) -> list[Recorded]:
-        return [
-            r
-            for r in list(self.requests)
-            if r.host == host and (method is None or r.method == method) and r.path.endswith(suffix)
-        ]
-
-    def __enter__(self) -> FakePowerBI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     # -- behaviour
-    def _record(self, item: Recorded) -> None:
-        with self.lock:
-            self.requests.append(item)
-
-    def _login(self, method: str, path: str, form: dict) -> tuple:
-        base = f"https://{LOGIN}/{self.tenant}"
-        if method == "GET" and path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
-            return 200, {
-                "issuer": f"{base}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                "tenant_region_scope": "EU",
-            }
-        if method == "POST" and path == f"/{self.tenant}/oauth2/v2.0/token":
-            if (
-                form.get("grant_type") != "client_credentials"
-                or form.get("client_id") != self.client_id
-                or form.get("client_secret") != self.client_secret
-                or form.get("scope") != SCOPE
-            ):
-                return 401, {"error": "invalid_client", "error_description": "AADSTS7000215: bad client"}
-            token = f"fake-powerbi-token-{uuid.uuid4().hex}"
-            with self.lock:
-                self.tokens.add(token)
-            return 200, {
-                "token_type": "Bearer",
-                "expires_in": 3599,
-                "ext_expires_in": 3599,
-                "access_token": token,
-            }
-        return 404, {"error": "not_found", "error_description": path}
-
-    def _api(self, method: str, path: str, body) -> tuple:
+    def api(self, method: str, path: str, query: dict[str, str], body) -> tuple:
         parts = path.strip("/").split("/")
         # v1.0/myorg/groups/<group>/datasets/<dataset>/refreshes[/<id>]
         if (
