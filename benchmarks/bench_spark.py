@@ -14,19 +14,12 @@ case; the project's default is 2g). Other settings are the project's (``server_c
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MEMORY = "8g"
 OOM_MARKERS = ("java.lang.OutOfMemoryError", "Java heap space", "GC overhead limit exceeded")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -55,6 +48,7 @@ class BenchServer:
     def ensure(self) -> BenchServer:
         """Start the server unless it is up (again after it died, e.g. of an out-of-memory error)."""
         from lakehouse import spark_server
+        from lakehouse.ports import free_port
 
         if self.running():
             return self

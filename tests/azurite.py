@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from prereq import missing
+
+from lakehouse.ports import free_port, listening
 
 AZURITE_VERSION = "3.37.0"
 ACCOUNT = "devstoreaccount1"
@@ -122,25 +123,11 @@ def install_azurite() -> Path:
         return binary
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _start(binary: Path, host: str, location: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
     """Start Azurite on a free port; retried if another process took the port meanwhile."""
     problem = ""
     for _ in range(3):
-        port = _free_port(host)
+        port = free_port(host)
         log = open(log_path, "ab")  # noqa: SIM115 (closed with the process below)
         proc = subprocess.Popen(
             [
@@ -155,7 +142,7 @@ def _start(binary: Path, host: str, location: Path, log_path: Path) -> tuple[sub
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
-            if _accepts(host, port):
+            if listening(host, port, timeout=0.5):
                 return proc, port
             time.sleep(0.1)
         if proc.poll() is None:

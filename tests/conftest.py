@@ -93,9 +93,10 @@ def pytest_configure(config):
             os.environ["LAKEHOUSE_TEST_MARIADB"] = server.address
     if not os.environ.get("SPARK_REMOTE"):
         from lakehouse import spark_server
+        from lakehouse.ports import free_port
 
         folder = Path(tempfile.mkdtemp(prefix="spark-connect-test-"))
-        server = spark_server.start(_free_port(), folder=folder, conf=_test_server_conf())
+        server = spark_server.start(free_port(), folder=folder, conf=_test_server_conf())
         _SERVICES.append(server)
         os.environ["SPARK_REMOTE"] = server.url
     url = os.environ["SPARK_REMOTE"]
@@ -115,14 +116,6 @@ def _test_server_conf() -> dict[str, str]:
 
     # two test workers share it: more memory than a laptop's default
     return {**spark_server.server_conf(), "spark.driver.memory": "3g"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def shared_data(name: str) -> Path:

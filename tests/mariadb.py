@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from lakehouse.ports import free_port, listening
 
 ENV_VAR = "LAKEHOUSE_TEST_MARIADB"
 USER = "root"
@@ -110,7 +111,7 @@ def start_mariadb(base_dir: Path) -> MariaDBServer:
         if proc.returncode != 0:
             raise RuntimeError(f"mariadb-install-db exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
         for _ in range(3):
-            port = _free_port()
+            port = free_port()
             process = subprocess.Popen(
                 [
                     server,
@@ -135,9 +136,9 @@ def start_mariadb(base_dir: Path) -> MariaDBServer:
                 stderr=subprocess.DEVNULL,
             )
             deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and process.poll() is None and not _accepts(HOST, port):
+            while time.monotonic() < deadline and process.poll() is None and not listening(HOST, port):
                 time.sleep(0.1)
-            if process.poll() is None and _accepts(HOST, port):
+            if process.poll() is None and listening(HOST, port):
                 result = MariaDBServer(host=HOST, port=port, folder=folder, _process=process)
                 atexit.register(result._stop_at_exit)
                 return result
@@ -151,20 +152,6 @@ def start_mariadb(base_dir: Path) -> MariaDBServer:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture

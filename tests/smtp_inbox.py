@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 
 import pytest
+
+from lakehouse.ports import free_port
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is needed for a local SMTP server")
 
@@ -34,17 +35,11 @@ def html_body(message) -> str:
     return "".join(p.get_payload(decode=True).decode() for p in parts if p.get_content_type() == "text/html")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def inbox(monkeypatch):
     """A real SMTP server on 127.0.0.1, set up as Airflow's smtp_default; yields what it receives."""
     received = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = aiosmtpd.Controller(received, hostname="127.0.0.1", port=port)
     controller.start()
     monkeypatch.setenv(

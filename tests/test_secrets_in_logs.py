@@ -19,7 +19,6 @@ import http.server
 import json
 import re
 import secrets
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -30,6 +29,7 @@ from airflow_server import ROOT, AirflowServer
 from fake_keyvault import FakeKeyVault
 from smtp_inbox import html_body
 
+from lakehouse.ports import free_port
 from lakehouse.sample_data import write_netflix_sample
 
 pytestmark = pytest.mark.e2e
@@ -95,12 +95,6 @@ class _Mailbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _files_with(folder: Path, markers: list[str]) -> dict[str, list[str]]:
     """Files under ``folder`` (any depth) containing any marker: path -> markers found."""
     found = {}
@@ -162,7 +156,7 @@ def test_a_real_run_with_key_vault_connections_leaks_no_secret(tmp_path, monkeyp
     write_netflix_sample(source, titles=20, seed=3)
     files = _Files(source, "netflix-reader", http_password)
     mailbox = _Mailbox("alerts@example.com", smtp_password)
-    smtp_port = _free_port()
+    smtp_port = free_port()
     smtp = aiosmtpd.Controller(
         mailbox,
         hostname="127.0.0.1",

@@ -25,12 +25,13 @@ import pwd
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lakehouse.ports import free_port, listening
 
 ENV_VAR = "LAKEHOUSE_TEST_PG"
 DEFAULT_ADDRESS = ("127.0.0.1", 5432)
@@ -178,7 +179,7 @@ def _cluster_folder(base_dir: Path, run_as: str | None) -> Path:
 def _start(pg_ctl: str, data: Path, log: Path, folder: Path, run_as: str | None) -> int:
     """Start the server on a free port (another, if something took the port meanwhile)."""
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         options = (
             f"-p {port} -k {shlex.quote(str(folder))} -c listen_addresses={HOST}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -189,7 +190,7 @@ def _start(pg_ctl: str, data: Path, log: Path, folder: Path, run_as: str | None)
             folder,
             check=False,
         )
-        if code == 0 and _accepts(HOST, port):
+        if code == 0 and listening(HOST, port):
             return port
         _run([pg_ctl, "stop", "-D", str(data), "-m", "immediate"], run_as, folder, check=False)
         output = log.read_text(errors="replace") if log.exists() else ""
@@ -220,17 +221,3 @@ def _run(command: list[str], run_as: str | None, cwd: Path | None, check: bool =
             f"{shlex.join(command)} exited {proc.returncode}:\n{(proc.stdout + proc.stderr).strip()}"
         )
     return proc.returncode
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
