@@ -749,7 +749,7 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
     engine = source_engine(source["conn_id"])
     folder = lake_path("bronze", pipeline, table, load_id)
     token = uuid.uuid4().hex[:12]
-    files, rows, max_change = [], 0, None
+    files, digests, rows, max_change = [], [], 0, None
     kinds = [c["kind"] for c in spec["columns"]]
     names = [c["name"] for c in spec["columns"]]
     convert = [converter(k, timezone) for k in kinds]
@@ -795,7 +795,9 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
                         top = max((v for v in columns[change_index] if v is not None), default=None)
                         if top is not None and (max_change is None or top > max_change):
                             max_change = top
-                    files.append(_write_part(folder, token, len(files), columns, schema_arrow, where))
+                    name, digest = _write_part(folder, token, len(files), columns, schema_arrow, where)
+                    files.append(name)
+                    digests.append(digest)
                     rows += len(batch)
             except sa.exc.DBAPIError as exc:
                 if exc.connection_invalidated:
@@ -805,9 +807,11 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
     finally:
         engine.dispose()
     if not files:  # an empty table or window: one part with the schema
-        files.append(_write_part(folder, token, 0, [[] for _ in names], schema_arrow, where))
+        name, digest = _write_part(folder, token, 0, [[] for _ in names], schema_arrow, where)
+        files.append(name)
+        digests.append(digest)
     previous = read_manifest(pipeline, table, load_id)
-    content = _content_hash(folder, files, mode, start, end, spec)
+    content = _content_hash(digests, mode, start, end, spec)
     if (
         previous
         and previous.get("sha256") == content
@@ -856,19 +860,22 @@ def copy_table(pipeline: str, spec: dict, source: dict, windows: list[Window], r
     return {**manifest, "parts": len(files), "replaced": replaced, "status": "landed"}
 
 
-def _content_hash(folder, files: list[str], mode: str, start, end, spec: dict) -> str:
+def _content_hash(part_digests: list[bytes], mode: str, start, end, spec: dict) -> str:
     """What identifies a load's content: its parts' bytes (the same rows give the same bytes), what
     they were read as and from which window. An identical re-extraction keeps the landed load."""
     digest = hashlib.sha256()
     what = {"mode": mode, "columns": spec["columns"], "primary_key": spec.get("primary_key") or []}
     what["window"] = [start.isoformat() if mode == "incremental" else None, end.isoformat()]
     digest.update(json.dumps(what, sort_keys=True).encode())
-    for name in files:
-        digest.update(hashlib.sha256((folder / name).read_bytes()).digest())
+    for part in part_digests:
+        digest.update(part)
     return digest.hexdigest()
 
 
-def _write_part(folder, token: str, number: int, columns: list[list], schema, where: str) -> str:
+def _write_part(
+    folder, token: str, number: int, columns: list[list], schema, where: str
+) -> tuple[str, bytes]:
+    """Write one part; returns its name and the sha256 of its bytes (for the load's content hash)."""
     import pyarrow as pa
 
     arrays = []
@@ -878,8 +885,9 @@ def _write_part(folder, token: str, number: int, columns: list[list], schema, wh
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise SchemaCopyError(f"{where}.{field.name}: {exc}; nothing landed") from None
     name = f"part-{token}-{number:05d}.parquet"
-    (folder / name).write_bytes(parquet_bytes(pa.Table.from_arrays(arrays, schema=schema)))
-    return name
+    data = parquet_bytes(pa.Table.from_arrays(arrays, schema=schema))
+    (folder / name).write_bytes(data)
+    return name, hashlib.sha256(data).digest()
 
 
 def _iso(value) -> str | None:
