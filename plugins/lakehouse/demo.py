@@ -409,7 +409,9 @@ def print_warehouse(server) -> None:
             rows = [
                 {
                     "table": f"adventureworks.{t}",
-                    "rows": conn.scalar(sa.text(f'SELECT count(*) FROM adventureworks."{t}"')),
+                    "rows": conn.scalar(
+                        sa.select(sa.func.count()).select_from(sa.table(t, schema="adventureworks"))
+                    ),
                 }
                 for t in sorted(tables)
                 if not t.startswith("_")  # _published: what each table was published from
