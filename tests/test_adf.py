@@ -21,15 +21,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import references
 from conftest import ROOT, load_dag, run_dag
 from dag_serialization import serialize
 from fake_adf import FakeDataFactory
 from lakecheck import csv_rows, raw_files, rows
 
-from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
 
-pytest_plugins = ["smtp_inbox"]  # the inbox fixture: a real SMTP server, one retry without delay
+# the inbox fixture: a real SMTP server, one retry without delay; reference_lakes: shared local runs
+pytest_plugins = ["smtp_inbox", "references"]
 
 SUNDAY = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 FILES = {
@@ -83,26 +84,27 @@ def gold(lake: Path) -> dict[str, list[dict]]:
 # -- 1. end to end: ADF lands, bronze/silver/gold run on it, same gold as the HTTP path -----------
 @pytest.mark.e2e
 def test_adf_landing_then_bronze_silver_gold_give_the_http_path_s_gold(
-    airflow_db, adf, tmp_path, monkeypatch
+    airflow_db, adf, tmp_path, monkeypatch, reference_lakes
 ):
     monkeypatch.setenv("LAKEHOUSE_RETRIES", "0")
     source = tmp_path / "source"
     write_netflix_sample(source, titles=40, seed=11)
 
-    # The HTTP path on the same files, into its own lake: the reference.
-    http_lake = tmp_path / "http-lake"
-    monkeypatch.setenv("LAKE_ROOT", str(http_lake))
-    monkeypatch.setenv("NETFLIX_LANDING", "http")
-    with FileServer(source) as server:
-        monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
-        reference = run_dag("netflix", logical_date=SUNDAY)
+    # The HTTP path on the same files, into its own lake: the reference (a session-wide one,
+    # shared with test_compute_switch's local run: same files, day and settings).
+    http_lake, http_source, reference = references.netflix_http(
+        reference_lakes, titles=40, seed=11, day=SUNDAY, retries=0
+    )
+    assert references.same_files(source, http_source)
     assert reference.state == "success", reference.tasks
-    assert not adf.requests  # the HTTP path never calls ADF
+    # the HTTP path never calls ADF: it fetched every file and has no ADF task
+    assert {reference.tasks[f"fetch_http_file[{i}]"] for i in range(5)} == {"success"}
+    assert not [task for task in reference.tasks if "adf" in task]
 
     adf_lake = tmp_path / "adf-lake"
     monkeypatch.setenv("LAKE_ROOT", str(adf_lake))
     monkeypatch.setenv("NETFLIX_LANDING", "adf")
-    monkeypatch.delenv("AIRFLOW_CONN_NETFLIX_HTTP")
+    monkeypatch.delenv("AIRFLOW_CONN_NETFLIX_HTTP", raising=False)
     adf.pipeline(PIPELINE_NAME, polls=2, on_success=copy_activity(source, adf_lake))
     result = run_dag("netflix", logical_date=SUNDAY)
     assert result.state == "success", result.tasks

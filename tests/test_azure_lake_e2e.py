@@ -20,6 +20,7 @@ import json
 import logging
 
 import pytest
+import references
 from azurite import ACCOUNT, ACCOUNT_KEY
 from conftest import run_dag
 
@@ -29,7 +30,7 @@ from lakehouse.reporting import read_rows
 from lakehouse.sample_data import write_formula1_drops, write_netflix_sample
 
 pytestmark = pytest.mark.e2e
-pytest_plugins = ["sourcedb"]
+pytest_plugins = ["sourcedb", "references"]  # reference_lakes: local runs shared across tests
 
 CONN_ID = "azure_lake"
 HOST = f"{ACCOUNT}.dfs.core.windows.net"
@@ -92,20 +93,23 @@ def gold(pipeline: str, table: str) -> list[dict]:
     return sorted(data, key=lambda r: repr(sorted(r.items())))
 
 
-def test_netflix_on_azure_equals_the_local_lake(airflow_db, azurite, blob_service, tmp_path, monkeypatch):
+def test_netflix_on_azure_equals_the_local_lake(
+    airflow_db, azurite, blob_service, tmp_path, monkeypatch, reference_lakes
+):
     """``LAKE_ROOT=abfss://{layer}@<account>.dfs.core.windows.net`` (a container per layer), the
-    README's form: the whole DAG, then its gold tables against a local run of the same files."""
+    README's form: the whole DAG, then its gold tables against a local run of the same files (the
+    session's reference run, shared with test_netflix_e2e's first run)."""
     fresh_containers(blob_service, ("raw", "bronze", "silver", "gold"), "netflix/")
     source = tmp_path / "source"
     write_netflix_sample(source, titles=120, seed=3)
+    local, local_source, first = references.netflix_http(reference_lakes, titles=120, seed=3, day=SUNDAY)
+    assert references.same_files(source, local_source)
+    assert first.state == "success", first.tasks
     with FileServer(source) as server:
         monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
 
-        local = tmp_path / "lake"
-        monkeypatch.setenv("LAKE_ROOT", str(local))
+        monkeypatch.setenv("LAKE_ROOT", str(local))  # read only: gold() reads the tables
         monkeypatch.delenv("LAKE_CONN_ID", raising=False)
-        first = run_dag("netflix", logical_date=SUNDAY)
-        assert first.state == "success", first.tasks
         expected = {table: gold("netflix", table) for table in NETFLIX_GOLD}
         assert all(expected[t] for t in NETFLIX_GOLD), {t: len(v) for t, v in expected.items()}
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+import references
 from conftest import ROOT, load_dag, run_dag
 from fake_databricks import FakeDatabricks
 from lakecheck import count, csv_rows, rows
@@ -13,6 +14,8 @@ from lakecheck import count, csv_rows, rows
 from lakehouse import databricks
 from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
+
+pytest_plugins = ["references"]  # the reference_lakes fixture: local runs shared across tests
 
 SPARK_TASKS = ("bronze", "silver_lookups", "silver_titles", "gold")
 WORKSPACE_FILES = "/Workspace/Users/ci@example.com/.bundle/lakehouse/dev/files"
@@ -186,21 +189,25 @@ LINEAGE = ("_source_file", "_ingested_at")  # where and when a row was read: dif
 
 @pytest.mark.e2e
 def test_netflix_dag_on_databricks_serverless_builds_the_gold_a_local_run_builds(
-    airflow_db, lake, tmp_path, monkeypatch
+    airflow_db, lake, tmp_path, monkeypatch, reference_lakes
 ):
     """The same DAG, local then on the Jobs API stand-in (serverless, deferrable): every Spark task
     one exact request, the deployed run.py run for real on the Spark Connect server, same gold."""
     source = tmp_path / "source"
     write_netflix_sample(source, titles=40, seed=11)
     day = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)  # a Sunday: silver titles is due
+    # the local run: shared with test_adf's HTTP path (the same files, day and settings)
+    local_lake, local_source, local = references.netflix_http(
+        reference_lakes, titles=40, seed=11, day=day, retries=0
+    )
+    assert references.same_files(source, local_source)
+    assert local.state == "success", local.tasks
+    assert local.tasks["silver_titles"] == "success"
     remote_lake = tmp_path / "remote_lake"
     remote_lake.mkdir()
     with FakeDatabricks(workspace={WORKSPACE_FILES: ROOT}) as api, FileServer(source) as server:
         monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
         monkeypatch.setenv("LAKEHOUSE_RETRIES", "0")  # a failure shows at once
-        local = run_dag("netflix", logical_date=day)
-        assert local.state == "success", local.tasks
-
         monkeypatch.setenv("LAKE_ROOT", str(remote_lake))
         argv = {t: load_dag("netflix").get_task(t).op_kwargs["argv"] for t in SPARK_TASKS}
         _databricks_env(monkeypatch, DATABRICKS_DEFERRABLE="true", DATABRICKS_POLL_SECONDS="1")
@@ -230,5 +237,5 @@ def test_netflix_dag_on_databricks_serverless_builds_the_gold_a_local_run_builds
     assert count(remote_lake, "gold.titles") == sum(1 for r in titles if r["show_id"] and r["title"])
     for table in GOLD_TABLES:
         assert rows(remote_lake, f"gold.{table}", drop=LINEAGE) == rows(
-            lake, f"gold.{table}", drop=LINEAGE
+            local_lake, f"gold.{table}", drop=LINEAGE
         ), table
