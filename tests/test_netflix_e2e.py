@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
 
 import pytest
+import references
 from conftest import clear_and_rerun, run_dag, shared_data
 from lakecheck import audit, count, csv_rows, raw_files, rows, snapshot, versions
 
@@ -12,6 +15,7 @@ from lakehouse.devserver import FileServer
 from lakehouse.sample_data import write_netflix_sample
 
 pytestmark = pytest.mark.e2e
+pytest_plugins = ["references"]  # the reference_lakes fixture: local runs shared across tests
 
 SUNDAY = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)  # ISO weekday 7: silver titles is due
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -47,14 +51,25 @@ def assert_every_row_accounted(lake, source, run_id):
 
 
 def test_generated_files_flow_then_nothing_then_only_the_changed_file(
-    airflow_db, lake, tmp_path, monkeypatch
+    airflow_db, lake, tmp_path, monkeypatch, reference_lakes
 ):
     source = tmp_path / "source"
     write_netflix_sample(source, titles=120, seed=3)
+    # The first run is the session's reference run of these files on SUNDAY (shared with
+    # test_azure_lake_e2e): its lake is copied into this test's lake, which goes on from there.
+    reference, reference_source, first = references.netflix_http(
+        reference_lakes, titles=120, seed=3, day=SUNDAY
+    )
+    assert references.same_files(source, reference_source)
+    shutil.copytree(reference, lake, dirs_exist_ok=True)
+    # silver takes the newest raw file by its full path (spark_jobs/netflix/transforms.latest_file):
+    # the files this lake lands must sort after those the reference landed, as in one folder
+    record = json.loads((lake / "raw" / "netflix" / "_sources" / "titles.json").read_text())
+    landed = record["raw_file"].removeprefix("file://")  # where the reference run landed titles
+    assert str(lake) > landed, (lake, landed)
     with FileServer(source) as server:
         monkeypatch.setenv("AIRFLOW_CONN_NETFLIX_HTTP", server.connection_uri())
 
-        first = run_dag("netflix", logical_date=SUNDAY)
         assert first.state == "success", first.tasks
         assert first.tasks["silver_titles"] == "success"
         assert first.tasks["titles_not_due"] == "skipped"
