@@ -50,7 +50,7 @@ def test_catchup_then_backfill_give_the_drop_by_drop_tables(tmp_path):
     server.start()
     try:
         server.wait_for_dag("formula1")
-        server.cli("dags", "unpause", "formula1")  # catchup=True: a run per week of the schedule
+        server.unpause("formula1")  # catchup=True: a run per week of the schedule
         runs = server.wait_for_runs("formula1", lambda runs: len(finished(runs)) >= len(WEEKS), timeout=1200)
         states = {r["logical_date"][:10]: r["state"] for r in runs}
         assert states == dict.fromkeys(WEEKS, "success"), server.log_tail()

@@ -136,17 +136,6 @@ def _metadata_rows(server: AirflowServer) -> dict[str, list[str]]:
         conn.close()
 
 
-def _task_states(server: AirflowServer, run_id: str) -> dict[str, str]:
-    from airflow_server import _json
-
-    rows = _json(server.cli("tasks", "states-for-dag-run", "netflix", run_id, "-o", "json"))
-    states = {}
-    for r in rows:
-        index = str(r.get("map_index") or "")
-        states[r["task_id"] + (f"[{index}]" if index.isdigit() else "")] = r["state"]
-    return states
-
-
 # aiosmtpd warns that it takes AUTH without TLS: this SMTP server listens on 127.0.0.1 only.
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_real_run_with_key_vault_connections_leaks_no_secret(tmp_path, monkeypatch):
@@ -208,7 +197,7 @@ def test_a_real_run_with_key_vault_connections_leaks_no_secret(tmp_path, monkeyp
         server.start()
         server.wait_for_dag("netflix")
         # Unpaused (catchup=False), the scheduler starts one run for the schedule's latest day.
-        server.cli("dags", "unpause", "netflix")
+        server.unpause("netflix")
         runs = server.wait_for_runs(
             "netflix",
             lambda runs: runs and all(r["state"] in ("success", "failed") for r in runs),
@@ -216,7 +205,7 @@ def test_a_real_run_with_key_vault_connections_leaks_no_secret(tmp_path, monkeyp
         )
         assert len(runs) == 1, runs
         (run,) = runs
-        states = _task_states(server, run["run_id"])
+        states = server.task_states("netflix", run["run_id"])
         rows = _metadata_rows(server)  # before stop() drops the database
     finally:
         server.stop()
