@@ -157,11 +157,11 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Test files run on PYTEST_WORKERS processes (pytest-xdist), each file whole in one; PYTEST_WORKERS=0
-# runs them in this process.
+# Test files run on PYTEST_WORKERS processes (pytest-xdist), each file whole in one, the longest
+# first (tests/conftest.py orders them); PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= 2
 test: prereqs venv lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/python -m lakehouse.demo
