@@ -48,6 +48,10 @@ DEFAULTS = {
     # Keep the code Spark generates for each query shape (default 100 entries): one long-lived
     # server compiles the jobs' many small queries (and Delta's own) once instead of over and over.
     "spark.sql.codegen.cache.maxEntries": "5000",
+    # Room for the JIT's code (default 240 MB): Spark, Delta and the generated classes of a
+    # long-lived server filled the profiled half of the default within one test session, and the JIT
+    # then evicts and recompiles (measured: about 10% less server CPU for the same jobs).
+    "spark.driver.extraJavaOptions": "-XX:ReservedCodeCacheSize=512m",
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # Databricks creates Delta tables with deletion vectors on; so does this server, so that the
