@@ -13,7 +13,7 @@ the first caller runs it under an exclusive ``fcntl.flock`` on ``<key>.lock``, i
 rename: ``<key>`` exists only complete). Every later caller, in any worker, waits on the lock and
 gets the finished folder and the unpickled value. A build that raises leaves nothing behind (its
 folder is removed, the error propagates) and the next caller builds again. Each build is one line
-in ``builds.log`` (key, pid, xdist worker) beside the references.
+in ``builds.log`` (key, pid, xdist worker, seconds) beside the references, each use one in ``uses.log``.
 
 The folder is shared: callers treat it as read-only and copy it (``shutil.copytree``) to go on
 from it. The cache is one per session: under xdist the workers' common base temporary folder (see
@@ -28,6 +28,7 @@ import os
 import pickle
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def reference_lake(root: Path, key: str, build: Callable[[Path], object]) -> tup
                 shutil.rmtree(stale)
             building = root / f"{key}.building-{os.getpid()}"
             building.mkdir()
+            started = time.monotonic()
             try:
                 value = build(building)
                 (building / VALUE).write_bytes(pickle.dumps(value))
@@ -67,9 +69,14 @@ def reference_lake(root: Path, key: str, build: Callable[[Path], object]) -> tup
             except BaseException:
                 shutil.rmtree(building, ignore_errors=True)
                 raise
-            with open(root / "builds.log", "a") as log:
-                log.write(f"{key} pid={os.getpid()} worker={os.environ.get('PYTEST_XDIST_WORKER', '-')}\n")
+            _log(root / "builds.log", key, f" seconds={time.monotonic() - started:.1f}")
+        _log(root / "uses.log", key)
         return final, pickle.loads((final / VALUE).read_bytes())
+
+
+def _log(path: Path, key: str, more: str = "") -> None:
+    with open(path, "a") as log:
+        log.write(f"{key} pid={os.getpid()} worker={os.environ.get('PYTEST_XDIST_WORKER', '-')}{more}\n")
 
 
 def builds(root: Path) -> list[str]:
@@ -87,7 +94,8 @@ def reference_lakes(tmp_path_factory) -> Callable[[str, Callable[[Path], object]
 
 # -- the references the tests share ----------------------------------------------------------------
 
-# Settings that would make a "local run" something else: the reference sets its own, unsets these
+# Settings that would make a "local run" something else, or make it depend on which test asks
+# first: the reference sets its own and unsets these while it runs
 NOT_LOCAL = (
     "LAKE_CONN_ID",
     "SPARK_LAKE_ROOT",
@@ -96,6 +104,11 @@ NOT_LOCAL = (
     "SPARK_CONN_ID",
     "LAKEHOUSE_INCLUDE_DIR",
     "SPARK_JOBS_DIR",
+    # what a caller's fixture may have set to reach a fake cloud service (tests/fake_tls.py)
+    "HTTPS_PROXY",
+    "https_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
 )
 
 

@@ -83,7 +83,9 @@ def test_two_processes_asking_for_the_same_key_build_it_once(tmp_path):
         "same-key",
         "same-key.lock",
         "started",
+        "uses.log",
     ]
+    assert len((tmp_path / "uses.log").read_text().splitlines()) == 2
 
 
 def test_a_failed_build_leaves_nothing_and_the_next_caller_builds(tmp_path):
