@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ for name in (
     os.environ.pop(name, None)
 
 _SERVICES: list = []  # what pytest_configure started, stopped by pytest_unconfigure
+_SESSION_START = {"wall": 0.0, "busy": 0.0}  # when pytest_configure began, for the CPU summary
 
 
 def pytest_configure(config):
@@ -66,6 +68,7 @@ def pytest_configure(config):
     Spark Connect server (``SPARK_REMOTE``). Any of them set beforehand means "use that one"."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller started them
         return
+    _SESSION_START.update(wall=time.monotonic(), busy=_machine_busy_seconds())
     if not os.environ.get("LAKEHOUSE_TEST_PG"):
         from lakehouse import pgserver
 
@@ -133,6 +136,35 @@ def pytest_collection_modifyitems(config, items):
     """The longest files first (a stable sort: each file's tests, and the other files, keep their
     order)."""
     items.sort(key=lambda item: -LONGEST_FILES.get(item.path.name, 0))
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process (Linux), None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time all cores spent busy since boot (Linux /proc/stat: all but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Where the run's CPU went: the Spark Connect server's share shows what a saving can reach."""
+    if hasattr(config, "workerinput") or not _SESSION_START["wall"]:
+        return
+    wall = time.monotonic() - _SESSION_START["wall"]
+    busy = _machine_busy_seconds() - _SESSION_START["busy"]
+    line = f"CPU: {busy:.0f} s busy on {os.cpu_count()} cores in {wall:.0f} s"
+    spark = next((s for s in _SERVICES if type(s).__name__ == "SparkServer" and s.pid), None)
+    server_cpu = _cpu_seconds(spark.pid) if spark else None
+    if server_cpu is not None:
+        line += f"; the Spark Connect server {server_cpu:.0f} s ({100 * server_cpu / max(busy, 1):.0f}%)"
+    terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config):
