@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-FOLDER = "0-references"  # sorts before the tests' folders ("popen-gw0", "test_..."): see netflix_http
+FOLDER = "0-references"
 VALUE = "value.pickle"
 KEY = re.compile(r"[a-z0-9][a-z0-9._-]{0,150}")
 
@@ -119,8 +119,8 @@ def netflix_http(
     ``write_netflix_sample(titles=, seed=)`` at ``day``: ``(lake, source, RunResult)``.
 
     ``retries`` is ``LAKEHOUSE_RETRIES`` (None: unset, the default). The run must succeed or
-    nothing is kept. Lineage columns (``_source_file``) name the folder the lake was built in,
-    which sorts before any test's folder (``FOLDER``), as a lake's own older files would.
+    nothing is kept. Lineage columns (``_source_file``) name the folder the lake was built in; a
+    test that goes on from a copy meets them as a moved lake would.
     """
     from conftest import run_dag
 

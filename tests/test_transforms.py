@@ -55,6 +55,20 @@ def test_latest_file_keeps_only_the_greatest_source_file(spark):
     assert out.columns == bronze.columns
 
 
+def test_latest_file_is_the_newest_name_wherever_the_lake_was(spark):
+    """A lake moved to a root that sorts first: its newer file has the smaller path."""
+    bronze = spark.createDataFrame(
+        [
+            ("old", "file:/z/lake/raw/netflix/titles/20260101T000000_titles.csv"),
+            ("new", "file:/a/lake/raw/netflix/titles/20260102T000000_titles.csv"),
+        ],
+        "v string, _source_file string",
+    )
+    assert [r["v"] for r in tf.latest_file(bronze).collect()] == ["new"]
+    assert tf.latest_file(bronze, "20260103T000000_e.csv").collect() == []
+    assert [r["v"] for r in tf.latest_file(bronze, "20260101T120000_e.csv").collect()] == ["new"]
+
+
 def test_without_rescued_drops_rescued_rows_and_the_column(spark):
     df = spark.createDataFrame(
         [("1", None), ("2", '{"extra": "x"}'), ("3", None), ("4", "")],

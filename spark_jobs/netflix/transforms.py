@@ -13,14 +13,17 @@ LINEAGE = ["_source_file", "_ingested_at"]
 def latest_file(bronze: DataFrame, newest_empty: str | None = None) -> DataFrame:
     """Bronze keeps every landed version of a file; silver is built from the newest one.
 
-    Raw file names start with their landing time, so the newest file has the greatest path (and
-    name). ``newest_empty`` names the newest file that was ingested with no rows: when it is newer
-    than every file with rows, the newest delivery is empty, and so is the result.
+    Raw file names start with their landing time, so the newest file has the greatest name; not
+    the greatest path, which also holds the lake's root (a lake moved or copied to a root that sorts
+    first keeps its older files' paths). ``newest_empty`` names the newest file that was ingested
+    with no rows: when it is newer than every file with rows, the newest delivery is empty, and so
+    is the result.
     """
-    latest = bronze.agg(F.max("_source_file")).first()[0]
-    if newest_empty and (latest is None or newest_empty > latest.rsplit("/", 1)[-1]):
+    name = F.element_at(F.split(F.col("_source_file"), "/"), -1)
+    newest = bronze.agg(F.max(F.struct(name.alias("name"), F.col("_source_file").alias("path")))).first()[0]
+    if newest_empty and (newest is None or newest_empty > newest["name"]):
         return bronze.limit(0)
-    return bronze.filter(F.col("_source_file") == F.lit(latest))
+    return bronze.filter(F.col("_source_file") == F.lit(newest["path"] if newest else None))
 
 
 def without_rescued(df: DataFrame) -> DataFrame:
