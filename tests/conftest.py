@@ -60,6 +60,7 @@ for name in (
 
 _SERVICES: list = []  # what pytest_configure started, stopped by pytest_unconfigure
 _SESSION_START = {"wall": 0.0, "busy": 0.0}  # when pytest_configure began, for the CPU summary
+_SPARK_PID: list[int] = []  # the Spark Connect server this run started, for the CPU summary
 
 
 def pytest_configure(config):
@@ -101,6 +102,7 @@ def pytest_configure(config):
         folder = Path(tempfile.mkdtemp(prefix="spark-connect-test-"))
         server = spark_server.start(free_port(), folder=folder, conf=_test_server_conf())
         _SERVICES.append(server)
+        _SPARK_PID.append(server.pid)
         os.environ["SPARK_REMOTE"] = server.url
     url = os.environ["SPARK_REMOTE"]
     host, _, port = url.removeprefix("sc://").partition(":")
@@ -160,8 +162,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     wall = time.monotonic() - _SESSION_START["wall"]
     busy = _machine_busy_seconds() - _SESSION_START["busy"]
     line = f"CPU: {busy:.0f} s busy on {os.cpu_count()} cores in {wall:.0f} s"
-    spark = next((s for s in _SERVICES if type(s).__name__ == "SparkServer" and s.pid), None)
-    server_cpu = _cpu_seconds(spark.pid) if spark else None
+    server_cpu = _cpu_seconds(_SPARK_PID[0]) if _SPARK_PID and _SPARK_PID[0] else None
     if server_cpu is not None:
         line += f"; the Spark Connect server {server_cpu:.0f} s ({100 * server_cpu / max(busy, 1):.0f}%)"
     terminalreporter.write_line(line)
