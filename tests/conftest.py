@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cpu_share
 import pytest
 from azurite import azurite  # noqa: F401
 from prereq import missing
@@ -61,6 +62,7 @@ for name in (
 _SERVICES: list = []  # what pytest_configure started, stopped by pytest_unconfigure
 _SESSION_START = {"wall": 0.0, "busy": 0.0}  # when pytest_configure began, for the CPU summary
 _SPARK_PID: list[int] = []  # the Spark Connect server this run started, for the CPU summary
+_SAMPLER: list[cpu_share.Sampler] = []  # its CPU over time, split among test files at the end
 
 
 def pytest_configure(config):
@@ -104,6 +106,9 @@ def pytest_configure(config):
         _SERVICES.append(server)
         _SPARK_PID.append(server.pid)
         os.environ["SPARK_REMOTE"] = server.url
+        log = Path(tempfile.mkdtemp(prefix="spark-cpu-share-"))
+        os.environ[cpu_share.LOG_ENV] = str(log)  # the workers inherit it
+        _SAMPLER.append(cpu_share.Sampler(server.pid, log))
     url = os.environ["SPARK_REMOTE"]
     host, _, port = url.removeprefix("sc://").partition(":")
     os.environ["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"] = json.dumps(
@@ -140,15 +145,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -LONGEST_FILES.get(item.path.name, 0))
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process (Linux), None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy_seconds() -> float:
     """CPU time all cores spent busy since boot (Linux /proc/stat: all but idle and iowait)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -162,10 +158,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     wall = time.monotonic() - _SESSION_START["wall"]
     busy = _machine_busy_seconds() - _SESSION_START["busy"]
     line = f"CPU: {busy:.0f} s busy on {os.cpu_count()} cores in {wall:.0f} s"
-    server_cpu = _cpu_seconds(_SPARK_PID[0]) if _SPARK_PID and _SPARK_PID[0] else None
+    server_cpu = cpu_share.cpu_seconds(_SPARK_PID[0]) if _SPARK_PID and _SPARK_PID[0] else None
     if server_cpu is not None:
         line += f"; the Spark Connect server {server_cpu:.0f} s ({100 * server_cpu / max(busy, 1):.0f}%)"
     terminalreporter.write_line(line)
+    if _SAMPLER:
+        shares = sorted(_SAMPLER[0].by_file().items(), key=lambda item: -item[1])
+        terminalreporter.write_line(
+            "Spark server CPU by test file (each second split among the tests running): "
+            + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in shares[:15])
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Log when each test ran, module fixtures' setup included, for the CPU split by file."""
+    start = time.time()
+    yield
+    cpu_share.log_interval(item.nodeid, start, time.time())
 
 
 def pytest_unconfigure(config):
