@@ -61,8 +61,7 @@ for name in (
 
 _SERVICES: list = []  # what pytest_configure started, stopped by pytest_unconfigure
 _SESSION_START = {"wall": 0.0, "busy": 0.0}  # when pytest_configure began, for the CPU summary
-_SPARK_PID: list[int] = []  # the Spark Connect server this run started, for the CPU summary
-_SAMPLER: list[cpu_share.Sampler] = []  # its CPU over time, split among test files at the end
+_SAMPLER: list[cpu_share.Sampler] = []  # the CPU of the Spark server this run started, over time
 
 
 def pytest_configure(config):
@@ -104,9 +103,9 @@ def pytest_configure(config):
         folder = Path(tempfile.mkdtemp(prefix="spark-connect-test-"))
         server = spark_server.start(free_port(), folder=folder, conf=_test_server_conf())
         _SERVICES.append(server)
-        _SPARK_PID.append(server.pid)
         os.environ["SPARK_REMOTE"] = server.url
-        log = Path(tempfile.mkdtemp(prefix="spark-cpu-share-"))
+        log = folder / "cpu-share"
+        log.mkdir()
         os.environ[cpu_share.LOG_ENV] = str(log)  # the workers inherit it
         _SAMPLER.append(cpu_share.Sampler(server.pid, log))
     url = os.environ["SPARK_REMOTE"]
@@ -158,7 +157,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     wall = time.monotonic() - _SESSION_START["wall"]
     busy = _machine_busy_seconds() - _SESSION_START["busy"]
     line = f"CPU: {busy:.0f} s busy on {os.cpu_count()} cores in {wall:.0f} s"
-    server_cpu = cpu_share.cpu_seconds(_SPARK_PID[0]) if _SPARK_PID and _SPARK_PID[0] else None
+    server_cpu = cpu_share.cpu_seconds(_SAMPLER[0].pid) if _SAMPLER else None
     if server_cpu is not None:
         line += f"; the Spark Connect server {server_cpu:.0f} s ({100 * server_cpu / max(busy, 1):.0f}%)"
     terminalreporter.write_line(line)
