@@ -154,7 +154,7 @@ class AirflowServer:
                 headers={"Content-Type": "application/json"},
                 method="POST",
             )
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=60) as response:
                 self._access_token = json.load(response)["access_token"]
         return self._access_token
 
@@ -166,8 +166,18 @@ class AirflowServer:
             headers={"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"},
             method=method,
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)
+        # A GET is safe to repeat: on a loaded two-core machine the API server, which also serves
+        # the running tasks' execution API, has been seen to take over 30 s to answer one poll.
+        attempts = 4 if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.load(response)
+            except (TimeoutError, urllib.error.URLError) as exc:
+                timed_out = isinstance(getattr(exc, "reason", exc), TimeoutError)
+                if not timed_out or isinstance(exc, urllib.error.HTTPError) or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

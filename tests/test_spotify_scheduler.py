@@ -1,8 +1,8 @@
 """Spotify catch-up and ``airflow backfill create``, run by a real scheduler (LocalExecutor).
 
-Five scheduled daily runs of ``spotify_ingest`` (catch-up) and the ``spotify_transform`` runs
+Three scheduled daily runs of ``spotify_ingest`` (catch-up) and the ``spotify_transform`` runs
 their bronze Asset events trigger build gold; then the lake is emptied and a backfill of the same
-five days, with reprocessing, rebuilds it: the gold tables must be the same.
+three days, with reprocessing, rebuilds it: the gold tables must be the same.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lakehouse.spotify_source import load_script
 
 pytestmark = pytest.mark.e2e
 pytest_plugins = ["sourcedb"]
-DAYS = ["2025-10-03", "2025-10-04", "2025-10-05", "2025-10-06", "2025-10-07"]
+DAYS = ["2025-10-03", "2025-10-04", "2025-10-05"]  # catch-up and backfill of more than one day
 GOLD = ["dim_user", "dim_artist", "dim_track", "dim_date", "fact_stream", "stream_facts"]
 
 
@@ -66,8 +66,8 @@ def wait_for_transforms(server, after: dt.datetime, timeout: float = 900) -> lis
     raise RuntimeError(f"spotify_transform did not settle: {server.runs('spotify_transform')}")
 
 
-def five_day_include(tmp_path):
-    """The metadata with a schedule of exactly the five days (start and end date)."""
+def days_include(tmp_path):
+    """The metadata with a schedule of exactly ``DAYS`` (start and end date)."""
     include = tmp_path / "include"
     shutil.copytree(ROOT / "include", include)
     path = include / "spotify" / "pipeline.yaml"
@@ -78,14 +78,14 @@ def five_day_include(tmp_path):
     return include
 
 
-def test_a_backfill_of_five_days_gives_the_gold_of_five_scheduled_runs(tmp_path, postgres_source):
+def test_a_backfill_of_the_days_gives_the_gold_of_their_scheduled_runs(tmp_path, postgres_source):
     load_script(postgres_source.engine(), shared_data("spotify") / "spotify_initial_load.sql")
     lake = tmp_path / "lake"
     server = AirflowServer(
         tmp_path / "airflow",
         {
             "LAKE_ROOT": str(lake),
-            "LAKEHOUSE_INCLUDE_DIR": str(five_day_include(tmp_path)),
+            "LAKEHOUSE_INCLUDE_DIR": str(days_include(tmp_path)),
             "LAKEHOUSE_RETRIES": "0",
             "AIRFLOW_CONN_SPOTIFY_SQL": postgres_source.conn,
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -108,7 +108,7 @@ def test_a_backfill_of_five_days_gives_the_gold_of_five_scheduled_runs(tmp_path,
         scheduled = gold_content(lake)
         assert sum(scheduled["fact_stream"].values()) > 0
 
-        # The same five days again, from an empty lake, by a backfill that reprocesses them.
+        # The same days again, from an empty lake, by a backfill that reprocesses them.
         for layer in ("bronze", "silver", "gold"):
             shutil.rmtree(lake / layer)
         created = dt.datetime.now(dt.UTC)
