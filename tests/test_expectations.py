@@ -9,6 +9,7 @@ from spark_jobs.common.expectations import (
     Outcome,
     apply_expectations,
     failures,
+    kept_rows,
 )
 
 ROWS = [
@@ -113,6 +114,18 @@ def test_mixed_actions_only_drop_rules_filter(titles):
     assert outcome["minutes_ok"].status == "failed"
     assert outcome["id_positive"].rows_failing == 0
     assert outcome["id_positive"].status == "passed"
+
+
+def test_kept_rows_keeps_what_apply_expectations_keeps(titles):
+    """The uncounted filter (gold's earlier dimensions) drops the same rows, NULL results too."""
+    rules = [
+        Expectation("minutes_ok", "minutes >= 0", "drop"),
+        Expectation("title_not_null", "title IS NOT NULL", "warn"),
+        Expectation("show_id_not_null", "show_id IS NOT NULL", "fail"),
+    ]
+    assert ids(kept_rows(titles, rules)) == [1, 2, 3, 4]
+    assert ids(kept_rows(titles, rules)) == ids(apply_expectations(titles, "titles", rules)[0])
+    assert ids(kept_rows(titles, rules[1:])) == [1, 2, 3, 4, 5, 6]
 
 
 def test_rules_sharing_a_name_are_each_enforced(titles):

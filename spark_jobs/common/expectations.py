@@ -57,6 +57,24 @@ class ExpectationFailedError(BadInputError):
     """A ``fail`` expectation is broken: the same data fails the same way."""
 
 
+def _passes(expectation: Expectation):
+    """A row passes a rule when its expression is true (false or NULL fail)."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.expr(expectation.rule).cast("boolean"), F.lit(False))
+
+
+def kept_rows(df, expectations: list[Expectation]):
+    """``df`` less the rows a ``drop`` rule drops, without counting anything (no Spark job)."""
+    from pyspark.sql import functions as F
+
+    keep = F.lit(True)
+    for expectation in expectations:
+        if expectation.action == "drop":
+            keep = keep & _passes(expectation)
+    return df.filter(keep)
+
+
 def apply_expectations(df, table: str, expectations: list[Expectation]):
     """Evaluate every rule in one pass.
 
@@ -68,7 +86,7 @@ def apply_expectations(df, table: str, expectations: list[Expectation]):
     if not expectations:
         return df, [], 0
     # Keyed by position, not name: two rules may share a name, or a name may be "_total".
-    ok = [F.coalesce(F.expr(e.rule).cast("boolean"), F.lit(False)) for e in expectations]
+    ok = [_passes(e) for e in expectations]
     drop_rules = [cond for e, cond in zip(expectations, ok, strict=True) if e.action == "drop"]
     keep = F.lit(True)
     for cond in drop_rules:

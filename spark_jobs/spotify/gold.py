@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import functions as F
 
-from spark_jobs.common.expectations import Expectation, ExpectationFailedError, apply_expectations, failures
+from spark_jobs.common.expectations import (
+    Expectation,
+    ExpectationFailedError,
+    apply_expectations,
+    failures,
+    kept_rows,
+)
 from spark_jobs.common.gold import record_quality
 from spark_jobs.common.job import Job, settings_hash, start
 from spark_jobs.common.release import release
@@ -251,8 +257,7 @@ class Star:
 
     def checked_quietly(self, name: str, df):
         """``df`` less the rows the drop rules of ``name`` drop, without recording outcomes."""
-        rules = [Expectation.from_config(name, e) for e in self.expectations.get(name, [])]
-        return apply_expectations(df, name, [r for r in rules if r.action == "drop"])[0]
+        return kept_rows(df, [Expectation.from_config(name, e) for e in self.expectations.get(name, [])])
 
     def dimension_then(self, table: str, version: int):
         """A dimension as it was built from silver ``table`` at ``version`` (after its drop rules),
@@ -387,10 +392,13 @@ class Star:
         return _materialized(union.distinct())
 
     # -- building ----------------------------------------------------------------------------------
-    def checked(self, name: str, df, counts: dict | None = None) -> Built:
+    def checked(self, name: str, df, counts: dict | None = None, *, materialized: bool = False) -> Built:
+        """``df`` after the expectations of ``name``, computed once (``materialized``: it is already)."""
         rules = [Expectation.from_config(name, e) for e in self.expectations.get(name, [])]
-        kept, outcomes, dropped = apply_expectations(df.localCheckpoint(eager=True), name, rules)
-        return Built(_materialized(kept), outcomes, dropped, counts or {})
+        computed = df if materialized else _materialized(df)
+        kept, outcomes, dropped = apply_expectations(computed, name, rules)
+        # only rows dropped make the kept rows another table worth computing and keeping again
+        return Built(_materialized(kept) if dropped else computed, outcomes, dropped, counts or {})
 
     def stored(self, name: str, like):
         """Gold ``name`` at its current version, or None when missing or of other columns than ``like``."""
@@ -465,10 +473,12 @@ class Star:
         if candidates is not None:
             streams = streams.join(candidates, spec["keys"], "left_semi")
         rows = fact_rows(streams, dims, lookups, keys=spec["keys"], at=spec["change_column"])
-        rows = rows.localCheckpoint(eager=True)
-        early = rows.filter("_before_first").count()
-        counts = {REBUILT: rows.count(), BEFORE_FIRST: early}
-        built = self.checked(target.name, rows.drop("_before_first"), counts)
+        rows = _materialized(rows)
+        tally = rows.agg(
+            F.count(F.lit(1)).alias("rows"), F.count(F.when(F.col("_before_first"), 1)).alias("early")
+        ).first()
+        counts = {REBUILT: tally["rows"], BEFORE_FIRST: tally["early"]}
+        built = self.checked(target.name, rows.drop("_before_first"), counts, materialized=True)
         return self.differences(built, target.name, spec["keys"], candidates)
 
     def view(self, target: Target) -> Built:

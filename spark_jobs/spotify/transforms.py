@@ -211,4 +211,4 @@ def same_content(left: DataFrame, right: DataFrame) -> bool:
 
     if shape(left) != shape(right):
         return False
-    return left.exceptAll(right).isEmpty() and right.exceptAll(left).isEmpty()
+    return left.exceptAll(right).unionByName(right.exceptAll(left)).isEmpty()
