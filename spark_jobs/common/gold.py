@@ -33,8 +33,10 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
         df = job.read_inputs(inputs, stamp)["silver"]
         if table in transforms:
             df = transforms[table](df)
-        kept, outcomes, dropped = apply_expectations(df.localCheckpoint(eager=True), table, expectations)
-        return table, kept, stamp, outcomes, dropped
+        computed = df.localCheckpoint(eager=True)
+        kept, outcomes, dropped = apply_expectations(computed, table, expectations)
+        # nothing dropped: the checkpoint is the table; else the kept rows are computed once more
+        return table, (kept if dropped else computed), stamp, outcomes, dropped
 
     built = job.for_each([spec for spec in tables if job.wants(spec["table"])], build)
     pending = [item for item in built if item is not None]
@@ -47,7 +49,7 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
 
     def write(item) -> None:
         table, kept, stamp, _, dropped = item
-        job.replace("gold", table, kept, stamp)
+        job.replace("gold", table, kept, stamp, materialized=not dropped)
         job.count("gold", table, "rows_dropped", dropped)
 
     job.for_each(pending, write)

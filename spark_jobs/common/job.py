@@ -137,9 +137,13 @@ class Job:
         """Each input as a DataFrame at the version its stamp recorded."""
         return {name: self.engine.read(uri, version=stamp["inputs"][name]) for name, uri in inputs.items()}
 
-    def replace(self, layer: str, table: str, df, stamp: dict) -> int:
-        """Overwrite ``layer.table`` with ``df``, recording ``stamp``; returns the rows written."""
-        df = df.localCheckpoint(eager=True)
+    def replace(self, layer: str, table: str, df, stamp: dict, *, materialized: bool = False) -> int:
+        """Overwrite ``layer.table`` with ``df``, recording ``stamp``; returns the rows written.
+
+        ``df`` is computed once (its count and its write read the same rows); ``materialized``:
+        it already is, over a checkpoint the caller made."""
+        if not materialized:
+            df = df.localCheckpoint(eager=True)
         rows = df.count()
         metadata = {"stamp": stamp, "run_id": self.run_id, "job": self.name}
         properties = SILVER_PROPERTIES if layer == "silver" else None

@@ -87,7 +87,8 @@ def build(job: Job) -> None:
     tables = {"race_results": results, **{name: build(results) for name, build in BUILDERS.items()}}
 
     def write(name: str) -> None:
-        df = tables[name].localCheckpoint(eager=True)
+        # computed once for its count and its write; race_results already is (the others read it)
+        df = results if name == "race_results" else tables[name].localCheckpoint(eager=True)
         rows = df.count()
         metadata = {"stamp": stamp, "run_id": job.run_id, "job": job.name, "race_years": years}
         job.engine.overwrite(
