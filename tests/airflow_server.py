@@ -174,8 +174,9 @@ class AirflowServer:
                 with urllib.request.urlopen(request, timeout=60) as response:
                     return json.load(response)
             except (TimeoutError, urllib.error.URLError) as exc:
+                # a URLError wraps the socket's timeout; an HTTPError (an answer) is never retried
                 timed_out = isinstance(getattr(exc, "reason", exc), TimeoutError)
-                if not timed_out or isinstance(exc, urllib.error.HTTPError) or attempt == attempts - 1:
+                if not timed_out or attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
 

@@ -127,7 +127,7 @@ LONGEST_FILES = {
     "test_formula1_e2e.py": 235,
     "test_adventureworks_jobs.py": 220,
     "test_formula1_scheduler.py": 200,
-    "test_spotify_scheduler.py": 170,
+    "test_spotify_scheduler.py": 210,
     "test_netflix_e2e.py": 195,
     "test_adventureworks_e2e.py": 165,
     "test_compute_switch.py": 150,

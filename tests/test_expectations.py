@@ -8,6 +8,7 @@ from spark_jobs.common.expectations import (
     Expectation,
     Outcome,
     apply_expectations,
+    checked_rows,
     failures,
     kept_rows,
 )
@@ -126,6 +127,16 @@ def test_kept_rows_keeps_what_apply_expectations_keeps(titles):
     assert ids(kept_rows(titles, rules)) == [1, 2, 3, 4]
     assert ids(kept_rows(titles, rules)) == ids(apply_expectations(titles, "titles", rules)[0])
     assert ids(kept_rows(titles, rules[1:])) == [1, 2, 3, 4, 5, 6]
+
+
+def test_checked_rows_keeps_the_computed_rows_and_computes_again_only_after_a_drop(titles):
+    warn = [Expectation("title_not_null", "title IS NOT NULL", "warn")]
+    kept, outcomes, dropped = checked_rows(titles, "titles", warn, materialized=True)
+    assert kept is titles  # nothing dropped: the caller's computed rows are the table
+    assert (dropped, outcomes[0].rows_failing) == (0, 2)
+    drop = [Expectation("minutes_ok", "minutes >= 0", "drop")]
+    kept, outcomes, dropped = checked_rows(titles, "titles", drop)
+    assert (ids(kept), dropped, outcomes[0].rows_dropped) == ([1, 2, 3, 4], 2, 2)
 
 
 def test_rules_sharing_a_name_are_each_enforced(titles):

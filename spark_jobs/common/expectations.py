@@ -64,15 +64,20 @@ def _passes(expectation: Expectation):
     return F.coalesce(F.expr(expectation.rule).cast("boolean"), F.lit(False))
 
 
-def kept_rows(df, expectations: list[Expectation]):
-    """``df`` less the rows a ``drop`` rule drops, without counting anything (no Spark job)."""
+def _keep(expectations: list[Expectation]):
+    """True for a row that every ``drop`` rule lets through."""
     from pyspark.sql import functions as F
 
     keep = F.lit(True)
     for expectation in expectations:
         if expectation.action == "drop":
             keep = keep & _passes(expectation)
-    return df.filter(keep)
+    return keep
+
+
+def kept_rows(df, expectations: list[Expectation]):
+    """``df`` less the rows a ``drop`` rule drops, without counting anything (no Spark job)."""
+    return df.filter(_keep(expectations))
 
 
 def apply_expectations(df, table: str, expectations: list[Expectation]):
@@ -87,10 +92,7 @@ def apply_expectations(df, table: str, expectations: list[Expectation]):
         return df, [], 0
     # Keyed by position, not name: two rules may share a name, or a name may be "_total".
     ok = [_passes(e) for e in expectations]
-    drop_rules = [cond for e, cond in zip(expectations, ok, strict=True) if e.action == "drop"]
-    keep = F.lit(True)
-    for cond in drop_rules:
-        keep = keep & cond
+    keep = _keep(expectations)
     counts = df.agg(
         F.count(F.lit(1)).alias("_total"),
         F.sum(F.when(~keep, 1).otherwise(0)).alias("_dropped"),
@@ -111,6 +113,15 @@ def apply_expectations(df, table: str, expectations: list[Expectation]):
         for i, e in enumerate(expectations)
     ]
     return df.filter(keep), outcomes, int(counts["_dropped"] or 0)
+
+
+def checked_rows(df, table: str, expectations: list[Expectation], *, materialized: bool = False):
+    """``apply_expectations`` over ``df`` computed once (``materialized``: the caller did), with the
+    kept rows computed and kept too: the checkpoint itself when nothing was dropped, else a
+    second one of the kept rows. Their count and their write then read the same rows."""
+    computed = df if materialized else df.localCheckpoint(eager=True)
+    kept, outcomes, dropped = apply_expectations(computed, table, expectations)
+    return (kept.localCheckpoint(eager=True) if dropped else computed), outcomes, dropped
 
 
 def failures(outcomes: list[Outcome]) -> list[str]:

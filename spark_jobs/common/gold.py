@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from spark_jobs.common.expectations import Expectation, ExpectationFailedError, apply_expectations, failures
+from spark_jobs.common.expectations import Expectation, ExpectationFailedError, checked_rows, failures
 from spark_jobs.common.job import QUALITY_TABLE
 from spark_jobs.common.release import release
 
@@ -33,10 +33,8 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
         df = job.read_inputs(inputs, stamp)["silver"]
         if table in transforms:
             df = transforms[table](df)
-        computed = df.localCheckpoint(eager=True)
-        kept, outcomes, dropped = apply_expectations(computed, table, expectations)
-        # nothing dropped: the checkpoint is the table; else the kept rows are computed once more
-        return table, (kept if dropped else computed), stamp, outcomes, dropped
+        kept, outcomes, dropped = checked_rows(df, table, expectations)
+        return table, kept, stamp, outcomes, dropped
 
     built = job.for_each([spec for spec in tables if job.wants(spec["table"])], build)
     pending = [item for item in built if item is not None]
@@ -49,7 +47,7 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
 
     def write(item) -> None:
         table, kept, stamp, _, dropped = item
-        job.replace("gold", table, kept, stamp, materialized=not dropped)
+        job.replace("gold", table, kept, stamp, materialized=True)
         job.count("gold", table, "rows_dropped", dropped)
 
     job.for_each(pending, write)

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from spark_jobs.common.expectations import (
     Expectation,
     ExpectationFailedError,
-    apply_expectations,
+    checked_rows,
     failures,
     kept_rows,
 )
@@ -395,10 +395,8 @@ class Star:
     def checked(self, name: str, df, counts: dict | None = None, *, materialized: bool = False) -> Built:
         """``df`` after the expectations of ``name``, computed once (``materialized``: it is already)."""
         rules = [Expectation.from_config(name, e) for e in self.expectations.get(name, [])]
-        computed = df if materialized else _materialized(df)
-        kept, outcomes, dropped = apply_expectations(computed, name, rules)
-        # only rows dropped make the kept rows another table worth computing and keeping again
-        return Built(_materialized(kept) if dropped else computed, outcomes, dropped, counts or {})
+        kept, outcomes, dropped = checked_rows(df, name, rules, materialized=materialized)
+        return Built(kept, outcomes, dropped, counts or {})
 
     def stored(self, name: str, like):
         """Gold ``name`` at its current version, or None when missing or of other columns than ``like``."""
