@@ -450,3 +450,9 @@ def test_same_content_compares_rows_as_multisets_and_columns_with_types(spark):
     assert not tf.same_content(a, a.distinct())
     assert not tf.same_content(a, a.select(F.col("k").cast("long"), "v"))
     assert not tf.same_content(a, a.select("v", "k"))
+    schema = "k int, v string"
+    assert not tf.same_content(a, spark.createDataFrame([(1, "x"), (2, None), (2, None)], schema))
+    assert not tf.same_content(a, spark.createDataFrame([(1, "x"), (1, "x"), (2, "")], schema))
+    crossed = spark.createDataFrame([(1, "y"), (2, "x")], schema)
+    assert not tf.same_content(spark.createDataFrame([(1, "x"), (2, "y")], schema), crossed)
+    assert tf.same_content(crossed.limit(0), a.limit(0))
