@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from spark_jobs.common.expectations import Expectation, ExpectationFailedError, checked_rows, failures
 from spark_jobs.common.job import QUALITY_TABLE
@@ -40,20 +43,32 @@ def publish(job, tables: list[dict], transforms: dict | None = None) -> None:
     pending = [item for item in built if item is not None]
 
     outcomes = [o for _, _, _, table_outcomes, _ in pending for o in table_outcomes]
-    record_quality(job, outcomes)
-    broken = failures(outcomes)
-    if broken:
-        raise ExpectationFailedError("; ".join(broken) + " (no gold table was written)")
 
     def write(item) -> None:
         table, kept, stamp, _, dropped = item
         job.replace("gold", table, kept, stamp, materialized=True)
         job.count("gold", table, "rows_dropped", dropped)
 
-    job.for_each(pending, write)
-    # every table of the run is written: one commit makes them the version readers see
-    release(job, [spec["table"] for spec in tables])
-    job.write_audit()
+    write_checked(job, outcomes, pending, write)
+    finish(job, [spec["table"] for spec in tables])
+
+
+def write_checked(job, outcomes, items: list, write: Callable[[Any], None]) -> None:
+    """Record the expectations' ``outcomes`` in ``_quality``; when a ``fail`` rule is broken,
+    stop with none of ``items`` written, else ``write`` each. The quality rows and the tables
+    are written side by side: none reads another."""
+    broken = failures(outcomes)
+    if broken:
+        record_quality(job, outcomes)
+        raise ExpectationFailedError("; ".join(broken) + " (no gold table was written)")
+    steps = [partial(record_quality, job, outcomes), *(partial(write, item) for item in items)]
+    job.for_each(steps, lambda step: step())
+
+
+def finish(job, tables: list[str]) -> None:
+    """After every gold table of the run is written: one release commit makes them the versions
+    readers see, and the run's audit rows; side by side, since neither reads the other."""
+    job.for_each([partial(release, job, tables), job.write_audit], lambda step: step())
 
 
 def record_quality(job, outcomes) -> None:

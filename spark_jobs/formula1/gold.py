@@ -11,8 +11,8 @@ import logging
 
 from pyspark.sql import functions as F
 
+from spark_jobs.common.gold import finish
 from spark_jobs.common.job import Job, start
-from spark_jobs.common.release import release
 from spark_jobs.formula1 import transforms as tf
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit("formula1.gold needs --file-date")
     build(job)
     # every presentation table is written: one commit makes them the versions readers see
-    release(job, job.config["presentation"])
-    job.write_audit()
+    finish(job, job.config["presentation"])
 
 
 def build(job: Job) -> None:
