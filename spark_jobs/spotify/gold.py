@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from pyspark.sql import functions as F
 
@@ -348,16 +349,31 @@ class Star:
             return None
         spec = self.specs[fact.source]
         keys, at = spec["keys"], spec["change_column"]
-        added = self.changed_rows(fact.source, since[fact.source])
+        lookups = fact_lookups(self.job.config)
+        # the same silver rows give the same dimension versions: only changed tables are compared
+        changed = [look.table for look in lookups if self.changed_since(look.table, since[look.table])]
+        type1 = [
+            dim["table"]
+            for dim in self.job.config["fact"]["dimensions"]
+            if (self.specs[dim["table"]].get("gold") or {}).get("scd") == 1
+            and dim["table"] in since
+            and self.changed_since(dim["table"], since[dim["table"]])
+        ]
+        # The feed of the fact's silver and each changed dimension's earlier versions (and
+        # ranges) are independent queries: computed side by side.
+        steps = [partial(self.changed_rows, fact.source, since[fact.source])]
+        steps += [partial(self.changed_ranges, table, since[table]) for table in changed]
+        steps += [partial(self.dimension_then, table, since[table]) for table in type1]
+        added, *found_ranges = self.job.for_each(steps, lambda step: step())
         if added is None:
             return None
+        found_by_table = dict(zip(changed, found_ranges[: len(changed)], strict=True))
         streams = self.silver(fact.source)
         ranges: dict[str, list] = {}
-        lookups = fact_lookups(self.job.config)
         for lookup in lookups:
-            if not self.changed_since(lookup.table, since[lookup.table]):
-                continue  # the same silver rows: the same dimension versions
-            found = self.changed_ranges(lookup.table, since[lookup.table])
+            if lookup.table not in found_by_table:
+                continue
+            found = found_by_table[lookup.table]
             column = lookup.column
             if lookup.via:
                 via = next(v for v in lookups if v.table == lookup.via)
@@ -390,9 +406,7 @@ class Star:
             touched = hit if touched is None else touched | hit
         for i, dim in enumerate(self.job.config["fact"]["dimensions"]):
             table = dim["table"]
-            if (self.specs[table].get("gold") or {}).get("scd") != 1 or table not in since:
-                continue
-            if not self.changed_since(table, since[table]):
+            if table not in type1:
                 continue
             key = self.specs[table]["keys"][0]
             old = self.dimension_then(table, since[table])
@@ -597,6 +611,8 @@ def main(argv: list[str]) -> None:
         return
 
     job.for_each(silver_tables, star.table_id)  # read by the builds' checks and every commit
+    # the dimensions first, side by side: each reads one silver table, the rest read them
+    job.for_each([t.name for t in star.targets.values() if t.kind in ("scd1", "scd2")], star.build)
     built = [(target, stamp, star.build(target.name)) for target, stamp in stale]
     outcomes = [o for _, _, b in built for o in b.outcomes]
 
