@@ -48,11 +48,10 @@ def release(job, tables: list[str]) -> dict | None:
     release already holds exactly them; returns the row written, or None."""
     from pyspark.sql import types as T
 
-    versions = {}
-    for table in sorted(set(tables)):
-        version = job.engine.version(job.uri("gold", table))
-        if version is not None:
-            versions[table] = version
+    names = sorted(set(tables))
+    # one small query per table: asked side by side
+    found = job.for_each(names, lambda table: job.engine.version(job.uri("gold", table)))
+    versions = {table: version for table, version in zip(names, found, strict=True) if version is not None}
     if not versions:
         return None
     previous = latest(job)

@@ -253,17 +253,16 @@ class Star:
         """Whether silver ``table`` has commits after ``version`` up to the one pinned for this run."""
         return version != self.pin(table)
 
-    def up_to_date(self, target: Target):
-        """Gold ``target`` as stored, when its last commit was built from the silver tables pinned
-        for this run (same versions, same tables) with the same settings: what building it again
-        would give. None otherwise."""
+    def stored_build(self, target: Target, versions: dict[str, int]):
+        """Gold ``target`` as stored, when its last commit was built from silver at ``versions``
+        (the same tables: same ids) with the same settings: what building it from them would
+        give. None otherwise."""
         uri = self.job.uri("gold", target.name)
         if not self.job.engine.exists(uri):
             return None
         meta = self.job.engine.last_metadata(uri)
-        inputs = {table: self.pin(table) for table in target.inputs}
-        stamp = {"inputs": inputs, "settings": settings_hash(target.settings)}
-        ids = {t: self.table_id(t) for t in target.inputs}
+        stamp = {"inputs": versions, "settings": settings_hash(target.settings)}
+        ids = {table: self.table_id(table) for table in versions}
         if meta.get("stamp") != stamp or meta.get("input_ids") != ids:
             return None
         return self.job.engine.read(uri, version=self.job.engine.version(uri))
@@ -274,11 +273,14 @@ class Star:
 
     def dimension_then(self, table: str, version: int):
         """A dimension as it was built from silver ``table`` at ``version`` (after its drop rules),
-        built once per run: the ranges and the outrigger's carriers both read it."""
+        once per run: the ranges and the outrigger's carriers both read it. Read as stored when
+        its last commit was built from that version (as when the fact was), else built again."""
         if (table, version) not in self.earlier:
             target = self.targets[self.specs[table]["gold"]["table"]]
-            dimension = self.checked_quietly(target.name, self.dimension(target, version))
-            self.earlier[(table, version)] = _materialized(dimension)
+            dimension = self.stored_build(target, {table: version})
+            if dimension is None:
+                dimension = _materialized(self.checked_quietly(target.name, self.dimension(target, version)))
+            self.earlier[(table, version)] = dimension
         return self.earlier[(table, version)]
 
     def changed_ranges(self, table: str, version: int):
@@ -459,7 +461,9 @@ class Star:
         if name in self.built:
             return self.built[name]
         target = self.targets[name]
-        stored = self.up_to_date(target) if target.kind in ("scd1", "scd2") else None
+        stored = None
+        if target.kind in ("scd1", "scd2"):
+            stored = self.stored_build(target, {table: self.pin(table) for table in target.inputs})
         if stored is not None:
             built = Built(stored)  # a lookup of the fact, read as written: no rule is checked again
         elif target.kind in ("scd1", "scd2"):
