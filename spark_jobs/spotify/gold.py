@@ -10,7 +10,10 @@
 
 The fact and keyed views follow the change, not their size: a run recomputes only the facts it
 can have changed since their last build (``Star.candidates``); the first build, new settings or
-a re-created silver table recompute every fact. Dimensions are small and rebuilt whole.
+a re-created silver table recompute every fact. Dimensions are small and rebuilt whole, unless
+their last commit was built from the same silver versions with the same settings: then they are
+read as stored (``Star.stored_build``). Independent steps (the dimensions; each changed
+dimension's ranges) run side by side.
 
 Each table is rebuilt only when the versions of the silver tables it reads (or its settings)
 changed since its last commit. All stale tables are computed and checked against their
