@@ -61,14 +61,13 @@ def write_checked(job, outcomes, items: list, write: Callable[[Any], None]) -> N
     if broken:
         record_quality(job, outcomes)
         raise ExpectationFailedError("; ".join(broken) + " (no gold table was written)")
-    steps = [partial(record_quality, job, outcomes), *(partial(write, item) for item in items)]
-    job.for_each(steps, lambda step: step())
+    job.side_by_side(partial(record_quality, job, outcomes), *(partial(write, item) for item in items))
 
 
 def finish(job, tables: list[str]) -> None:
     """After every gold table of the run is written: one release commit makes them the versions
     readers see, and the run's audit rows; side by side, since neither reads the other."""
-    job.for_each([partial(release, job, tables), job.write_audit], lambda step: step())
+    job.side_by_side(partial(release, job, tables), job.write_audit)
 
 
 def record_quality(job, outcomes) -> None:

@@ -111,6 +111,16 @@ class Job:
             raise failures[0]
         return [f.result() for f in futures]
 
+    def side_by_side(self, *steps: Callable[[], Any]) -> list:
+        """Run independent ``steps`` (no step reads what another writes) at once, as ``for_each``."""
+        return self.for_each(steps, lambda step: step())
+
+    @staticmethod
+    def stamp(versions: dict, settings: Any = None) -> dict:
+        """What a target's commit records of how it was built: its inputs' versions and a hash
+        of the settings. Equal stamps mean building again would give the same table."""
+        return {"inputs": versions, "settings": settings_hash(settings)}
+
     def count(self, layer: str, table: str, metric: str, value: int) -> None:
         """Record one row count for the audit table (written once, at the end of the job)."""
         log.info("%s %s.%s %s=%s", self.name, layer, table, metric, value)
@@ -126,7 +136,7 @@ class Job:
         missing = sorted(name for name, version in versions.items() if version is None)
         if missing:
             raise InputMissingError(f"{layer}.{table}: input table(s) not found: {', '.join(missing)}")
-        stamp = {"inputs": versions, "settings": settings_hash(settings)}
+        stamp = self.stamp(versions, settings)
         target = self.uri(layer, table)
         if self.engine.exists(target) and self.engine.last_metadata(target).get("stamp") == stamp:
             log.info("%s.%s is up to date with %s: skipped", layer, table, versions)

@@ -264,7 +264,7 @@ class Star:
         if not self.job.engine.exists(uri):
             return None
         meta = self.job.engine.last_metadata(uri)
-        stamp = {"inputs": versions, "settings": settings_hash(target.settings)}
+        stamp = Job.stamp(versions, target.settings)
         ids = {table: self.table_id(table) for table in versions}
         if meta.get("stamp") != stamp or meta.get("input_ids") != ids:
             return None
@@ -369,7 +369,7 @@ class Star:
         steps = [partial(self.changed_rows, fact.source, since[fact.source])]
         steps += [partial(self.changed_ranges, table, since[table]) for table in changed]
         steps += [partial(self.dimension_then, table, since[table]) for table in type1]
-        added, *found_ranges = self.job.for_each(steps, lambda step: step())
+        added, *found_ranges = self.job.side_by_side(*steps)
         if added is None:
             return None
         found_by_table = dict(zip(changed, found_ranges[: len(changed)], strict=True))
