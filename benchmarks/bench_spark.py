@@ -7,7 +7,7 @@ start is timed apart (the JVM until it listens, then the Delta warm-up ``start()
 since a real server is started once per machine session, not once per DAG run.
 
 The driver's memory is ``BENCH_SPARK_MEMORY`` (default 8g: enough for the Spotify benchmark's 10M
-case; the project's default is 2g). Other settings are the project's (``server_conf()``, which
+case; the project's default is 4g). Other settings are the project's (``server_conf()``, which
 ``SPARK_SERVER_CONF`` can change).
 """
 

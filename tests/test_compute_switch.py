@@ -108,7 +108,7 @@ def test_local_server_settings_can_be_extended_by_configuration(monkeypatch):
     from lakehouse import spark_server
 
     default = spark_server.server_conf()
-    assert default["spark.driver.memory"] == "2g"
+    assert default["spark.driver.memory"] == "4g"
     assert default["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     monkeypatch.setenv("SPARK_SERVER_CONF", '{"spark.driver.memory": "6g", "spark.executor.cores": 2}')
     conf = spark_server.server_conf()
