@@ -44,8 +44,8 @@ DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     # A long-lived server holds Delta snapshots and cached query plans: with a 2g heap its old
     # generation stayed past G1's marking threshold, and concurrent marking cycles ran all along
-    # (measured on the Spotify jobs' tests: 35-46 s of marking threads' CPU in 2g runs, none at 4g
-    # or 6g). The heap grows only as far as it is used (2.4 GB committed there).
+    # (measured on the Spotify jobs' tests: 32-46 s of marking threads' CPU in four of five 2g
+    # runs, none at 4g or 6g). The heap grows only as far as it is used (2.4 GB committed there).
     "spark.driver.memory": "4g",
     # Delta replays a table's log in this many tasks (default 50): enough for local[2]
     "spark.databricks.delta.snapshotPartitions": "2",
