@@ -167,17 +167,22 @@ class AirflowServer:
             method=method,
         )
         # A GET is safe to repeat: on a loaded two-core machine the API server, which also serves
-        # the running tasks' execution API, has been seen to take over 30 s to answer one poll.
+        # the running tasks' execution API, has been seen to take over 30 s to answer one poll, and
+        # once to close a poll's connection unanswered (RemoteDisconnected) while its worker was
+        # replaced. An HTTPError is an answer: never retried.
         attempts = 4 if method == "GET" else 1
         for attempt in range(attempts):
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:
                     return json.load(response)
-            except (TimeoutError, urllib.error.URLError) as exc:
-                # a URLError wraps the socket's timeout; an HTTPError (an answer) is never retried
-                timed_out = isinstance(getattr(exc, "reason", exc), TimeoutError)
-                if not timed_out or attempt == attempts - 1:
+            except urllib.error.HTTPError:
+                raise
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
+                # a URLError wraps the socket's timeout or a refused connection
+                lost = isinstance(getattr(exc, "reason", exc), TimeoutError | ConnectionError)
+                if not lost or attempt == attempts - 1:
                     raise
+                time.sleep(2)
         raise AssertionError("unreachable")
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
